@@ -1,0 +1,98 @@
+"""The compiled kernel against the reference, under the arithmetic contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from contract import assert_contract
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategies import DTYPES, hyperparameters, states, steps, values
+
+from adamax_cy import adamax_step, adamax_step_inplace
+
+
+@given(state=states(), t=steps, hyper=hyperparameters())
+def test_inplace_step_follows_the_reference(state, t, hyper):
+    before = tuple(state[k].copy() for k in ("param", "grad", "m", "u"))
+    adamax_step_inplace(state["param"], state["grad"], state["m"], state["u"], t, **hyper)
+    assert_contract(before, (state["param"], state["m"], state["u"]), t, hyper)
+    np.testing.assert_array_equal(state["grad"], before[1])  # read, never written
+
+
+@given(state=states(), t=steps, hyper=hyperparameters())
+def test_functional_step_equals_inplace_and_leaves_inputs_alone(state, t, hyper):
+    names = ("param", "grad", "m", "u")
+    before = {k: state[k].copy() for k in names}
+    new = adamax_step(*(state[k] for k in names), t, **hyper)
+    for k in names:
+        np.testing.assert_array_equal(state[k], before[k])
+    for a in new:
+        assert a.dtype == state["dtype"] and a.shape == state["param"].shape
+    inplace = {k: np.ascontiguousarray(before[k]) for k in names}
+    adamax_step_inplace(*(inplace[k] for k in names), t, **hyper)
+    for got, want in zip(new, (inplace["param"], inplace["m"], inplace["u"])):
+        assert got.tobytes() == want.tobytes()
+
+
+@given(
+    dtype=st.sampled_from(DTYPES),
+    n=st.integers(1, 120_000),
+    seed=st.integers(0, 2**32 - 1),
+    t=steps,
+    hyper=hyperparameters(),
+    num_threads=st.sampled_from([None, 1, 2, 3]),
+)
+@settings(max_examples=25)
+def test_large_arrays_follow_the_reference(dtype, n, seed, t, hyper, num_threads):
+    """Arrays up to 1.2e5 elements (threads engaged), checked at the thread-block
+    edges, both ends and a random sample (the update is element-wise)."""
+    rng = np.random.default_rng(seed)
+    scale = 10.0 ** rng.uniform(-20, 20, size=(4, n))
+    param, grad, m, u = (rng.standard_normal((4, n)) * scale).astype(dtype)
+    u = np.abs(u)
+    special = [0.0, -0.0, np.inf, -np.inf, np.nan, float(np.finfo(dtype).smallest_subnormal)]
+    for a in (param, grad, m, u):
+        hit = rng.integers(0, n, size=max(1, n // 1000))
+        a[hit] = rng.choice(special, size=hit.size)
+    before = tuple(a.copy() for a in (param, grad, m, u))
+    adamax_step_inplace(param, grad, m, u, t, **hyper, num_threads=num_threads)
+    edges = {min(n - 1, max(0, b * n // k + d)) for k in (2, 3, 4) for b in range(k + 1) for d in (-1, 0)}
+    sample = set(rng.integers(0, n, size=min(n, 300)).tolist())
+    assert_contract(before, (param, m, u), t, hyper, sorted(edges | sample))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data(), hyper=hyperparameters())
+def test_multi_step_trajectory(dtype, data, hyper):
+    """Several steps in a row: each step meets the contract from the kernel's own state."""
+    n = data.draw(st.integers(1, 8))
+    param, m, u = (np.zeros(n, dtype) for _ in range(3))
+    param[:] = data.draw(st.lists(values(dtype, specials=False), min_size=n, max_size=n))
+    for t in range(1, data.draw(st.integers(2, 12))):
+        grad = np.array(data.draw(st.lists(values(dtype), min_size=n, max_size=n)), dtype)
+        before = tuple(a.copy() for a in (param, grad, m, u))
+        adamax_step_inplace(param, grad, m, u, t, **hyper)
+        assert_contract(before, (param, m, u), t, hyper)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nan_is_never_dropped_by_the_max(dtype):
+    param, m = np.ones(3, dtype), np.zeros(3, dtype)
+    grad = np.array([np.nan, 1.0, 1.0], dtype)
+    u = np.array([0.0, np.nan, 1.0], dtype)
+    adamax_step_inplace(param, grad, m, u, 1)
+    assert np.isnan(u[:2]).all() and np.isnan(param[:2]).all()
+    assert np.isfinite(u[2]) and np.isfinite(param[2])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("convention", ["spec", "torch"])
+def test_eps_zero_leaves_untouched_elements_unchanged(dtype, convention):
+    """The paper has no eps: 0/0 must not turn a parameter with no gradient into NaN."""
+    param = np.array([1.5, -2.0, 3.0], dtype)
+    grad = np.array([0.0, 0.0, 0.5], dtype)
+    m, u = np.zeros(3, dtype), np.zeros(3, dtype)
+    adamax_step_inplace(param, grad, m, u, 1, eps=0.0, convention=convention)
+    assert param[:2].tolist() == [1.5, -2.0]
+    assert param[2] < 3.0 and np.isfinite(param[2])
