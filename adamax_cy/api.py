@@ -441,9 +441,11 @@ def check_many(
         )
     if labels is None:
         labels = [f"arrays[{i}]" for i in range(len(lists[0]))]
-    flat: tuple[list[np.ndarray], ...] = ([], [], [], [])
-    for i, quadruple in enumerate(zip(*lists)):
-        views = check_arrays(*quadruple, where=f"{labels[i]}: ")
+    flat: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]] = (
+        [], [], [], []
+    )
+    for i, (param, grad, m, u) in enumerate(zip(*lists)):
+        views = check_arrays(param, grad, m, u, where=f"{labels[i]}: ")
         for out, view in zip(flat, views):
             out.append(view)
     # (start, end, quadruple, name, array) of every written, non-empty array.
