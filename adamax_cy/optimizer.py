@@ -610,10 +610,10 @@ class Adamax:
         >>> w = np.ones(3)
         >>> opt = Adamax([w])
         >>> _ = opt.step([np.full(3, 0.1)])
-        >>> folder = tempfile.mkdtemp()
-        >>> opt.save(os.path.join(folder, "run.npz"))
         >>> w2 = np.zeros(3)
-        >>> opt2 = Adamax.load(os.path.join(folder, "run.npz"), [w2])
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     opt.save(os.path.join(folder, "run.npz"))
+        ...     opt2 = Adamax.load(os.path.join(folder, "run.npz"), [w2])
         >>> w2, opt2.steps
         (array([0.998, 0.998, 0.998]), {'params[0]': 1})
         """
