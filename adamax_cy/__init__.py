@@ -5,6 +5,8 @@ Public names
 adamax_step          the spec's function: new (param, m, u), inputs untouched
 adamax_step_inplace  the same step, updating the arrays in place
 adamax_step_many     the in-place step on many arrays in one compiled call
+Adamax               the stateful optimizer: parameter groups, schedules, atomic checkpoints
+CheckpointError      a state dict or checkpoint file that cannot be loaded
 openmp_enabled       whether this build can use threads
 show_config          version, OpenMP, threads and build flags
 reference            the specification in plain Python (an independent oracle)
@@ -14,8 +16,11 @@ from ._config import openmp_enabled, show_config
 from ._defaults import DEFAULTS
 from ._version import __version__
 from .api import adamax_step, adamax_step_inplace, adamax_step_many
+from .optimizer import Adamax, CheckpointError
 
 __all__ = [
+    "Adamax",
+    "CheckpointError",
     "DEFAULTS",
     "__version__",
     "adamax_step",

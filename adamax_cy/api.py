@@ -6,6 +6,7 @@ written, so a call that raises leaves every array exactly as it was.
 
 from __future__ import annotations
 
+import bisect
 import math
 import numbers
 import operator
@@ -219,6 +220,14 @@ def run_kernel(
     _kernel.update(*flat, *h)
 
 
+def run_many(
+    flat: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]],
+    h: Hyperparameters,
+) -> None:
+    """Call the compiled many-array update on lists checked by :func:`check_many`."""
+    _kernel.update_many(*flat, *h)
+
+
 def adamax_step_inplace(
     param: np.ndarray,
     grad: np.ndarray,
@@ -394,46 +403,79 @@ def adamax_step(
 
 
 def _byte_interval(a: np.ndarray) -> tuple[int, int]:
-    start = a.__array_interface__["data"][0]
-    return start, start + a.nbytes
-
-
-def _check_disjoint(written: list[tuple[int, int, int, str]]) -> None:
-    """No two written arrays (given as byte intervals) overlap."""
-    ordered = sorted(w for w in written if w[1] > w[0])
-    for (_, end, i, name), (start, _, j, other) in zip(ordered, ordered[1:]):
-        if start < end:
-            raise ValueError(
-                f"arrays[{i}] {name} and arrays[{j}] {other} overlap in memory; "
-                "aliasing would corrupt the update"
-            )
+    """The bytes ``[start, end)`` that ``a`` can touch (exact when contiguous)."""
+    start = end = a.__array_interface__["data"][0]
+    if a.size == 0:
+        return start, start
+    for n, stride in zip(a.shape, a.strides):
+        if stride < 0:
+            start += stride * (n - 1)
+        else:
+            end += stride * (n - 1)
+    return start, end + a.itemsize
 
 
 def check_many(
-    params: Sequence[Any], grads: Sequence[Any], ms: Sequence[Any], us: Sequence[Any]
+    params: Sequence[Any],
+    grads: Sequence[Any],
+    ms: Sequence[Any],
+    us: Sequence[Any],
+    labels: Sequence[str] | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
-    """Check every quadruple (errors name its index); return flat views."""
-    lists = [_sequence(name + "s", x) for name, x in zip(("param", "grad", "m", "u"), (params, grads, ms, us))]
+    """Check every quadruple; return flat views (``grad`` may be a copy).
+
+    Errors name the quadruple: ``labels[i]`` when given, else ``arrays[i]``.
+    Besides the checks of :func:`check_arrays`, no array written by one
+    quadruple may overlap any array of another (a gradient may be read by
+    several quadruples). The overlap checks sort byte intervals, so they cost
+    O(n log n) for n arrays.
+    """
+    lists = [
+        _sequence(name + "s", x)
+        for name, x in zip(_ARRAY_NAMES, (params, grads, ms, us))
+    ]
     if len({len(x) for x in lists}) != 1:
         raise ValueError(
             "params, grads, ms and us must have the same length, got "
             + ", ".join(str(len(x)) for x in lists)
         )
-    flat: tuple[list[np.ndarray], ...] = ([], [], [], [])
-    written: list[tuple[int, int, int, str]] = []
-    for i, quadruple in enumerate(zip(*lists)):
-        views = check_arrays(*quadruple, where=f"arrays[{i}]: ")
+    if labels is None:
+        labels = [f"arrays[{i}]" for i in range(len(lists[0]))]
+    flat: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]] = (
+        [], [], [], []
+    )
+    for i, (param, grad, m, u) in enumerate(zip(*lists)):
+        views = check_arrays(param, grad, m, u, where=f"{labels[i]}: ")
         for out, view in zip(flat, views):
             out.append(view)
-        for name, a in (("param", views[0]), ("m", views[2]), ("u", views[3])):
-            written.append((*_byte_interval(a), i, name))
-    _check_disjoint(written)
-    for i, g in enumerate(flat[1]):
+    # (start, end, quadruple, name, array) of every written, non-empty array.
+    written = sorted(
+        (*_byte_interval(a), i, name, a)
+        for k, name in ((0, "param"), (2, "m"), (3, "u"))
+        for i, a in enumerate(lists[k])
+        if a.size
+    )
+    # Contiguous arrays fill their intervals: any overlap shows between neighbours.
+    for (_, end, i, name, _a), (start, _, j, other, _b) in zip(written, written[1:]):
+        if start < end:
+            raise ValueError(
+                f"{labels[i]} {name} and {labels[j]} {other} overlap in memory; "
+                "aliasing would corrupt the update"
+            )
+    # Now disjoint, so sorted by end too. Test each caller's gradient (not its
+    # copy) against the written arrays whose intervals meet its own.
+    ends = [w[1] for w in written]
+    for i, g in enumerate(lists[1]):
         lo, hi = _byte_interval(g)
-        for start, end, j, name in written:
-            if j != i and start < hi and lo < end and np.shares_memory(g, lists[{"param": 0, "m": 2, "u": 3}[name]][j]):
+        if lo == hi:
+            continue
+        for k in range(bisect.bisect_right(ends, lo), len(written)):
+            start, _, j, name, a = written[k]
+            if start >= hi:
+                break
+            if j != i and np.shares_memory(g, a):
                 raise ValueError(
-                    f"arrays[{i}] grad and arrays[{j}] {name} overlap in memory; "
+                    f"{labels[i]} grad and {labels[j]} {name} overlap in memory; "
                     "aliasing would corrupt the update"
                 )
     return flat
@@ -507,4 +549,4 @@ def adamax_step_many(
         maximize=maximize,
         convention=convention,
     )
-    _kernel.update_many(*check_many(params, grads, ms, us), *h)
+    run_many(check_many(params, grads, ms, us), h)
