@@ -10,7 +10,7 @@ import bisect
 import math
 import numbers
 import operator
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Literal, NamedTuple, Sequence
 
 import numpy as np
 
@@ -141,7 +141,7 @@ def check_hyperparameters(t: Any, num_threads: Any = None, **options: Any) -> Hy
     return coefficients(check_step(t), check_options(**options), check_num_threads(num_threads))
 
 
-def _flat(a: np.ndarray, order: str) -> np.ndarray:
+def _flat(a: np.ndarray, order: Literal["C", "F"]) -> np.ndarray:
     return a.reshape(-1, order=order)  # a view: the array is contiguous in `order`
 
 
@@ -195,7 +195,9 @@ def check_arrays(
     return _flat(param, order), _flat(grad, order), _flat(m, order), _flat(u, order)
 
 
-def _shared_order(param: np.ndarray, m: np.ndarray, u: np.ndarray, where: str) -> str:
+def _shared_order(
+    param: np.ndarray, m: np.ndarray, u: np.ndarray, where: str
+) -> Literal["C", "F"]:
     """"C" or "F": a memory order in which param, m and u are all contiguous."""
     for name, a in (("param", param), ("m", m), ("u", u)):
         if not (a.flags.c_contiguous or a.flags.f_contiguous):
@@ -217,7 +219,8 @@ def run_kernel(
     flat: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], h: Hyperparameters
 ) -> None:
     """Call the compiled update on checked flat arrays."""
-    _kernel.update(*flat, *h)
+    coefficients: tuple[Any, ...] = tuple(h)
+    _kernel.update(*flat, *coefficients)
 
 
 def run_many(
@@ -225,7 +228,8 @@ def run_many(
     h: Hyperparameters,
 ) -> None:
     """Call the compiled many-array update on lists checked by :func:`check_many`."""
-    _kernel.update_many(*flat, *h)
+    coefficients: tuple[Any, ...] = tuple(h)
+    _kernel.update_many(*flat, *coefficients)
 
 
 def adamax_step_inplace(

@@ -58,14 +58,16 @@ def test_build_has_openmp():
     assert adamax_cy.show_config(as_dict=True)["openmp"] is True
 
 
-def test_threads_follow_omp_num_threads():
+def test_threads_follow_omp_num_threads(tmp_path):
     """num_threads=None means the OpenMP default, which OMP_NUM_THREADS sets."""
     import subprocess
     import sys
 
     code = "from adamax_cy import _kernel; print(_kernel.max_threads())"
     env = dict(os.environ, OMP_NUM_THREADS="3")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path
+    )
     assert out.returncode == 0, out.stderr
     expected = 3 if adamax_cy.openmp_enabled() else 1
     assert int(out.stdout) == expected
