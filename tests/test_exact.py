@@ -32,7 +32,10 @@ U = Fraction(1, 2**53)
 
 moderate = st.one_of(
     st.just(0.0),
-    st.builds(lambda x, e: x * 10.0**e, st.floats(-10, 10), st.integers(-6, 6)),
+    st.builds(  # magnitudes 1e-6 .. 1e7: no intermediate under- or overflows
+        lambda sign, x, e: sign * x * 10.0**e,
+        st.sampled_from([-1.0, 1.0]), st.floats(1, 10), st.integers(-6, 6),
+    ),
 )
 
 
