@@ -34,6 +34,7 @@ compiler_directives = {
     "cdivision": True,
     "binding": True,
     "embedsignature": True,
+    "autotestdict": False,
 }
 
 OPENMP_TEST = textwrap.dedent(
