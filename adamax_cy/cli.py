@@ -496,9 +496,17 @@ def run_demo(
         "seconds": seconds,
         "steps_per_second": steps / seconds if seconds > 0 else math.inf,
         "optimizer_ms_per_step": 1e3 * optimizer_seconds / steps if steps else 0.0,
-        "threads": (threads or info["default_threads"]) if info["openmp"] else 1,
+        "num_threads": threads,
+        "threads": _threads_used(model.size, threads, info),
         "openmp": info["openmp"],
     }
+
+
+def _threads_used(size: int, num_threads: int | None, info: dict[str, Any]) -> int:
+    """How many threads the kernel uses for a step over ``size`` elements."""
+    if not info["openmp"] or size < info["serial_threshold"]:
+        return 1
+    return num_threads or info["default_threads"]
 
 
 def _print_demo(summary: dict[str, Any]) -> None:

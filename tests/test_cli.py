@@ -171,19 +171,22 @@ def test_demo_table(output_mode, capsys):
         assert label in out
 
 
-def test_demo_json_trains_and_is_reproducible(capsys):
+def test_demo_json_trains_and_threads_do_not_change_results(capsys):
+    # 200 features x 200 classes: more parameters than the serial threshold.
+    argv = ["demo", "--size", "40000", "--steps", "20", "--samples", "64", "--json", "--dtype", "float64"]
     docs = []
     for threads in ("1", "2"):
-        assert cli.main(QUICK_DEMO + ["--json", "--dtype", "float64", "--threads", threads]) == 0
+        assert cli.main(argv + ["--threads", threads]) == 0
         docs.append(json.loads(capsys.readouterr().out))
     first, second = docs
-    assert first["parameters"] == 20 * 20 + 20
-    assert (first["steps"], first["samples"], first["dtype"]) == (30, 64, "float64")
+    config = adamax_cy.show_config(as_dict=True)
+    assert first["parameters"] == 200 * 200 + 200 > config["serial_threshold"]
+    assert (first["steps"], first["samples"], first["dtype"]) == (20, 64, "float64")
     assert first["loss_after"] < first["loss_before"]
-    assert first["loss_before"] == pytest.approx(np.log(20))  # zero weights: uniform
+    assert first["loss_before"] == pytest.approx(np.log(200))  # zero weights: uniform
+    assert (first["num_threads"], second["num_threads"]) == (1, 2)
     assert first["threads"] == 1
-    assert second["threads"] == (2 if adamax_cy.openmp_enabled() else 1)
-    # Results never depend on the thread count.
+    assert second["threads"] == (2 if config["openmp"] else 1)
     for key in ("loss_before", "loss_after", "accuracy_before", "accuracy_after"):
         assert first[key] == second[key]
 
@@ -323,3 +326,10 @@ def test_plugin_with_missing_dependency(tmp_path, monkeypatch, capsys):
     assert captured.err.count("\n") == 1
     assert "a_package_that_is_not_installed" in captured.err
     assert "Traceback" not in captured.err
+
+
+def test_console_script_is_declared():
+    from importlib.metadata import entry_points
+
+    scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts")}
+    assert scripts.get("adamax-cy") == "adamax_cy.cli:main"
