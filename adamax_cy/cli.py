@@ -72,7 +72,7 @@ def _rich_console() -> Any:
     return Console(file=sys.stdout, highlight=False)
 
 
-def print_table(
+def _print_table(
     title: str,
     columns: Sequence[str],
     rows: Sequence[Sequence[str]],
@@ -231,6 +231,25 @@ def run_example(example: WorkedExample, convention: str = "spec", dtype: str = "
     shows, and matches the reference (in the same arithmetic) under the
     arithmetic contract: ``m`` and ``u`` bitwise, the parameter within
     ``4 ulp(update) + 1 ulp(param)``.
+
+    Parameters
+    ----------
+    example : WorkedExample
+        One of :data:`adamax_cy.reference.WORKED_EXAMPLES`.
+    convention : {"spec", "torch"}
+        Where eps goes, for the kernel and the reference alike.
+    dtype : {"float64", "float32"}
+        The arrays' dtype, and the reference's arithmetic.
+
+    Returns
+    -------
+    ExampleResult
+
+    Examples
+    --------
+    >>> from adamax_cy.reference import WORKED_EXAMPLES
+    >>> run_example(WORKED_EXAMPLES[0], dtype="float32").agrees
+    True
     """
     param, grad, m, u = (
         np.asarray(_as_list(x), dtype=dtype) for x in (example.param, example.grad, example.m, example.u)
@@ -295,7 +314,7 @@ def _print_examples(results: Sequence[ExampleResult]) -> None:
                         "yes" if close and res.agrees_with_reference else "NO",
                     ]
                 )
-    print_table(
+    _print_table(
         f"Worked examples: kernel beside reference ({convention} convention, {dtype})",
         ["example", "", "before", "spec", "kernel", "reference", "agrees"],
         rows,
@@ -333,7 +352,7 @@ def _print_trace(res: ExampleResult) -> None:
     ex = res.example
     for i, tr in enumerate(res.traces):
         label = f"{ex.number}" + (f"[{i}]" if len(res.traces) > 1 else "")
-        print_table(
+        _print_table(
             f"Example {label}, every intermediate (reference, {res.dtype}): {ex.note}",
             ["intermediate", "formula", "value"],
             [
@@ -459,7 +478,43 @@ def run_demo(
     samples: int = 512,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train a softmax regression with :class:`adamax_cy.Adamax`; return a summary."""
+    """Train a softmax regression with :class:`adamax_cy.Adamax`; return a summary.
+
+    The data are generated from a hidden random model (no downloads): standard
+    normal inputs, each labelled with the class its hidden logits rank first.
+    The model starts from zero weights, so the first loss is ``log(classes)``.
+
+    Parameters
+    ----------
+    size : int
+        About this many parameters: ``isqrt(size)`` features and as many classes.
+    steps : int
+        Full-batch training steps.
+    dtype : {"float32", "float64"}
+        Dtype of the data and the parameters.
+    threads : int or None
+        ``num_threads`` of the optimizer (None: the OpenMP default).
+    seed : int
+        Seed of the generated data.
+    lr : float
+        Learning rate.
+    samples : int
+        Number of generated samples.
+    progress : bool
+        Show a progress bar (on a terminal, with rich installed).
+
+    Returns
+    -------
+    dict
+        Sizes, loss and accuracy before and after, seconds, steps per second,
+        milliseconds per optimizer step and the threads the kernel used.
+
+    Examples
+    --------
+    >>> summary = run_demo(size=100, steps=20, samples=32, progress=False)
+    >>> summary["parameters"], summary["loss_after"] < summary["loss_before"]
+    (110, True)
+    """
     from . import Adamax
 
     model = SoftmaxRegression.generate(size, samples, dtype, seed)
@@ -527,7 +582,7 @@ def _print_demo(summary: dict[str, Any]) -> None:
         ],
         ["threads", f"{s['threads']}" + ("" if s["openmp"] else " (built without OpenMP)")],
     ]
-    print_table(f"Adamax (lr={s['lr']}) on a softmax regression", ["", ""], rows)
+    _print_table(f"Adamax (lr={s['lr']}) on a softmax regression", ["", ""], rows)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -558,7 +613,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     if args.json:
         _emit_json(info)
     else:
-        print_table(
+        _print_table(
             f"adamax_cy {info['version']}", ["", ""], [[k, str(v)] for k, v in info.items()]
         )
     return 0
@@ -749,6 +804,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print(f"{prog}: error: not enough memory (try a smaller size)", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         # The reader went away (``adamax-cy info | head``): silence the
         # interpreter's final flush of stdout, as the Python docs advise.
