@@ -661,7 +661,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _positive_int(text: str) -> int:
     try:
-        value = int(text.replace("_", ""))
+        value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
     if value < 1:
@@ -732,7 +732,8 @@ def build_parser(command: str | None = None, prog: str = "adamax-cy") -> argpars
     p.add_argument("--steps", type=_positive_int, default=50, help="training steps (default: 50)")
     p.add_argument("--samples", type=_positive_int, default=512,
                    help="generated training samples (default: 512)")
-    p.add_argument("--dtype", choices=DTYPES, default="float32", help="(default: float32)")
+    p.add_argument("--dtype", choices=DTYPES, default="float32",
+                   help="dtype of the data and the parameters (default: float32)")
     p.add_argument("--threads", type=_positive_int, default=None,
                    help="threads for the optimizer step (default: the OpenMP default)")
     p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default: 0)")
