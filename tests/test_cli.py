@@ -19,7 +19,8 @@ from adamax_cy.reference import WORKED_EXAMPLES, adamax_trace
 QUICK_DEMO = ["demo", "--size", "400", "--steps", "30", "--samples", "64"]
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
+def _run(cwd, *args: str) -> subprocess.CompletedProcess[str]:
+    # Run outside the checkout, so the installed package is the one run.
     env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
     return subprocess.run(
         [sys.executable, "-m", "adamax_cy", *args],
@@ -27,6 +28,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
         env=env,
+        cwd=cwd,
     )
 
 
@@ -56,8 +58,8 @@ def output_mode(request, monkeypatch):
 # The main job, as installed users run it.
 
 
-def test_no_arguments_runs_examples_and_demo():
-    proc = _run()
+def test_no_arguments_runs_examples_and_demo(tmp_path):
+    proc = _run(tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     out = proc.stdout
@@ -71,8 +73,8 @@ def test_no_arguments_runs_examples_and_demo():
         assert label in out
 
 
-def test_bad_argument_in_a_subprocess_is_one_line_and_exit_2():
-    proc = _run("demo", "--steps", "0")
+def test_bad_argument_in_a_subprocess_is_one_line_and_exit_2(tmp_path):
+    proc = _run(tmp_path, "demo", "--steps", "0")
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert proc.stderr.count("\n") == 1
@@ -80,13 +82,15 @@ def test_bad_argument_in_a_subprocess_is_one_line_and_exit_2():
     assert "--steps" in proc.stderr
 
 
-def test_import_stays_light():
+def test_import_stays_light(tmp_path):
     code = (
         "import sys, adamax_cy; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('rich', 'tqdm') "
         "or m == 'adamax_cy.cli'))"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
 
