@@ -1,0 +1,501 @@
+"""A ``torch.optim.Optimizer`` that runs the compiled Adamax step.
+
+:class:`Adamax` is a drop-in replacement for :class:`torch.optim.Adamax` on
+CPU: the same constructor, the same ``state_dict`` layout (checkpoints load
+both ways) and PyTorch's convention by default. Each step updates the
+parameters in place through zero-copy NumPy views of the tensors, with one
+compiled call per parameter group.
+
+Importing this module imports torch; nothing else in :mod:`adamax_cy` does.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+
+from . import _kernel
+from ._defaults import BETA1, BETA2, EPS, LR
+from .api import check_convention, check_hyperparameters, check_num_threads, check_options
+
+__all__ = ["Adamax"]
+
+SUPPORTED_DTYPES = (torch.float32, torch.float64)
+
+#: The keyword arguments of ``torch.optim.Adamax`` that only select how torch
+#: computes the step; this optimizer accepts them at these values only.
+TORCH_ONLY_OPTIONS = {"foreach": None, "differentiable": False, "capturable": False}
+
+
+def _scalar_dtype() -> torch.dtype:
+    # Where torch.optim keeps its step counters (float64 under a float64 default dtype).
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
+def _interval(t: torch.Tensor) -> tuple[int, int]:
+    start = t.data_ptr()
+    return start, start + t.numel() * t.element_size()
+
+
+def _flat_view(t: torch.Tensor) -> np.ndarray:
+    a = t.detach().numpy()
+    return a if a.ndim == 1 else a.reshape(-1)
+
+
+class _Entry:
+    """One parameter's tensors and their cached flat NumPy views."""
+
+    __slots__ = (
+        "param", "ptr", "size", "state", "exp_avg", "exp_inf", "step",
+        "p_view", "m_view", "u_view", "grad", "grad_ptr", "g_view",
+    )
+
+    def __init__(self, param: torch.Tensor, state: dict[str, Any], step: torch.Tensor) -> None:
+        self.param = param
+        self.ptr = param.data_ptr()
+        self.size = param.numel()
+        self.state = state
+        self.exp_avg = state["exp_avg"]
+        self.exp_inf = state["exp_inf"]
+        self.step = step
+        self.p_view = _flat_view(param)
+        self.m_view = _flat_view(self.exp_avg)
+        self.u_view = _flat_view(self.exp_inf)
+        # The last gradient seen and its view: reused while p.grad stays the
+        # same tensor on the same memory (zero_grad(set_to_none=False), DDP).
+        self.grad: torch.Tensor | None = None
+        self.grad_ptr = 0
+        self.g_view = self.p_view
+
+
+class _GroupPlan:
+    """A parameter group's entries and its step counters, kept in one tensor.
+
+    ``state["step"]`` of parameter ``i`` is the 0-d view ``steps[i]``: a
+    float tensor of its own to anyone reading the state, while one NumPy
+    view of ``steps`` reads and advances every counter of the group at once.
+    """
+
+    def __init__(self, group: dict[str, Any]) -> None:
+        self.group = group
+        self.params = list(group["params"])
+        self.steps = torch.zeros(len(self.params), dtype=_scalar_dtype())
+        self.steps_np = self.steps.numpy()
+        self.entries: list[_Entry | None] = [None] * len(self.params)
+
+    def matches(self, group: dict[str, Any]) -> bool:
+        params = group["params"]
+        return self.group is group and len(params) == len(self.params)
+
+
+class _Work:
+    """A validated group step: the writes to do once every group is checked."""
+
+    __slots__ = ("plan", "index", "new_steps", "calls", "touched")
+
+    def __init__(
+        self,
+        plan: _GroupPlan,
+        index: np.ndarray,
+        new_steps: np.ndarray,
+        calls: list[tuple[tuple[list[np.ndarray], ...], Any]],
+        touched: list[torch.Tensor],
+    ) -> None:
+        self.plan = plan
+        self.touched = touched
+        self.index = index
+        self.new_steps = new_steps
+        self.calls = calls
+
+    def run(self) -> None:
+        self.plan.steps_np[self.index] = self.new_steps
+        for arrays, h in self.calls:
+            _kernel.update_many(*arrays, *h)
+
+
+class Adamax(torch.optim.Optimizer):
+    """Adamax for PyTorch on CPU, computed by the compiled kernel.
+
+    A drop-in replacement for :class:`torch.optim.Adamax`: the same
+    constructor, parameter groups, per-parameter state (``step``,
+    ``exp_avg``, ``exp_inf``) and ``state_dict`` layout, so checkpoints move
+    between the two both ways and LR schedulers work unchanged. Each step
+    updates the tensors in place through zero-copy NumPy views, in one
+    compiled call per parameter group (float32 and float64 parameters
+    together), instead of several torch operations per tensor.
+
+    Parameters
+    ----------
+    params : iterable
+        Tensors to optimise, or dicts defining parameter groups (each with
+        its own hyperparameters), as for any ``torch.optim.Optimizer``.
+        Parameters must be dense, contiguous CPU tensors of dtype float32
+        or float64.
+    lr : float or Tensor, optional
+        Learning rate (read from each parameter group at every step).
+    betas : tuple of float, optional
+        ``(beta1, beta2)``: decay of the first moment and of the infinity norm.
+    eps : float, optional
+        Added for numerical stability (inside the max under
+        ``convention="torch"``, to the denominator under ``"spec"``).
+    weight_decay : float, optional
+        L2 penalty added to the gradient, as in PyTorch.
+    foreach : None, optional
+        Accepted for compatibility; only ``None`` (the step is always one
+        fused call).
+    maximize : bool, optional
+        Ascend instead of descend (negate the gradient).
+    differentiable, capturable : bool, optional
+        Accepted for compatibility; only ``False``.
+    convention : {"torch", "spec"}, optional
+        ``"torch"`` (the default) computes PyTorch's Adamax,
+        ``u = max(beta2 * u, |g| + eps)`` and divides by ``u``; ``"spec"``
+        divides by ``u + eps`` (SPEC.md, Keras). One setting for the whole
+        optimizer; it is not stored in the ``state_dict``.
+    num_threads : int or None, optional
+        Threads for the kernel; ``None`` is the OpenMP default. Results do
+        not depend on it.
+
+    Raises
+    ------
+    TypeError
+        A hyperparameter of the wrong type; at a step, a parameter or
+        gradient that is complex, sparse, or of a dtype other than float32
+        and float64.
+    ValueError
+        A hyperparameter out of range, ``foreach``, ``differentiable`` or
+        ``capturable`` at a value other than the default; at a step, a
+        parameter that is not contiguous, not on the CPU, or that shares
+        memory with another parameter of its group. A step that raises
+        changes no parameter and no state.
+
+    Notes
+    -----
+    Differences from ``torch.optim.Adamax``: complex parameters are refused
+    (torch updates their real and imaginary parts as independent reals; use
+    ``torch.view_as_real`` parameters for that); ``state["step"]`` of the
+    parameters of one group are views of one tensor; parameters are updated
+    by a different rounding sequence, so results agree with torch's to
+    within a few ulp per step rather than bitwise (``exp_inf`` is equal).
+    Within a group, parameters whose step counts differ (one that had no
+    gradient at some step) take one compiled call per distinct count.
+    Gradients must not share memory with the parameters or the state (autograd
+    never makes such gradients).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from adamax_cy.torch import Adamax
+    >>> w = torch.nn.Parameter(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
+    >>> opt = Adamax([w], lr=0.002)
+    >>> w.grad = torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64)
+    >>> opt.step()
+    >>> w.detach()
+    tensor([0.9980, 1.9980, 2.9980], dtype=torch.float64)
+    >>> sorted(opt.state_dict()["state"][0])
+    ['exp_avg', 'exp_inf', 'step']
+    >>> opt.state[w]["step"]
+    tensor(1.)
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float | torch.Tensor = LR,
+        betas: tuple[float, float] = (BETA1, BETA2),
+        eps: float = EPS,
+        weight_decay: float = 0,
+        foreach: bool | None = None,
+        *,
+        maximize: bool = False,
+        differentiable: bool = False,
+        capturable: bool = False,
+        convention: str = "torch",
+        num_threads: int | None = None,
+    ) -> None:
+        options = {"foreach": foreach, "differentiable": differentiable, "capturable": capturable}
+        _check_torch_only(options, "")
+        self.convention = check_convention(convention)
+        self.num_threads = check_num_threads(num_threads) or None
+        defaults = {
+            "lr": lr,
+            "betas": betas,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "maximize": maximize,
+            **options,
+        }
+        self._plans: dict[int, _GroupPlan] = {}
+        _group_options(defaults, "torch", "")
+        super().__init__(params, defaults)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            **super().__getstate__(),
+            "convention": self.convention,
+            "num_threads": self.num_threads,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("convention", "torch")
+        self.__dict__.setdefault("num_threads", None)
+        self._plans = {}  # the tensors may all have been replaced
+        for group in self.param_groups:
+            for key, default in TORCH_ONLY_OPTIONS.items():
+                group.setdefault(key, default)
+            group.setdefault("maximize", False)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state dict saved by this class or by ``torch.optim.Adamax``.
+
+        Parameters
+        ----------
+        state_dict : dict
+            As returned by ``state_dict()`` of either optimizer.
+
+        Raises
+        ------
+        ValueError
+            The state dict is for a different set of parameters, or one of
+            its groups has ``differentiable`` or ``capturable`` set. Nothing
+            is loaded then. (A ``foreach`` setting is kept but has no effect.)
+        """
+        for i, group in enumerate(state_dict.get("param_groups", ())):
+            options = {k: group.get(k, v) for k, v in TORCH_ONLY_OPTIONS.items() if k != "foreach"}
+            _check_torch_only(options, f"param_groups[{i}]: ")
+        super().load_state_dict(state_dict)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Perform one optimisation step on every parameter that has a gradient.
+
+        Parameters
+        ----------
+        closure : callable, optional
+            Re-evaluates the model and returns the loss (run with gradients
+            enabled, before the step).
+
+        Returns
+        -------
+        object
+            The closure's loss, or ``None``.
+
+        Raises
+        ------
+        TypeError, ValueError
+            As described for the class. Every group is checked before the
+            first write, so a step that raises changes nothing.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        work = [self._prepare(i, group) for i, group in enumerate(self.param_groups)]
+        for w in work:
+            if w is not None:
+                w.run()
+        if work:
+            # The writes bypassed torch: let autograd know, as an in-place op would.
+            torch.autograd.graph.increment_version([p for w in work if w is not None for p in w.touched])
+        return loss
+
+    def _plan(self, i: int, group: dict[str, Any]) -> _GroupPlan:
+        plan = self._plans.get(i)
+        if plan is None or not plan.matches(group):
+            plan = self._plans[i] = _GroupPlan(group)
+        return plan
+
+    def _prepare(self, i: int, group: dict[str, Any]) -> _Work | None:
+        # The hot path: per parameter, only what can change between steps is
+        # looked at (the gradient, and whether the cached views are current).
+        where = f"param_groups[{i}]"
+        options = _group_options(group, self.convention, f"{where}: ")
+        plan = self._plan(i, group)
+        state_of = self.state
+        entries = plan.entries
+        index: list[int] = []
+        touched: list[torch.Tensor] = []
+        params: list[np.ndarray] = []
+        grads: list[np.ndarray] = []
+        ms: list[np.ndarray] = []
+        us: list[np.ndarray] = []
+        rebuilt = False
+        for j, p in enumerate(group["params"]):
+            g = p.grad
+            if g is None:
+                continue
+            state = state_of[p]
+            e = entries[j]
+            if (
+                e is None
+                or e.param is not p
+                or e.ptr != p.data_ptr()
+                or e.size != p.numel()
+                or e.state is not state
+                or state.get("exp_avg") is not e.exp_avg
+                or state.get("exp_inf") is not e.exp_inf
+                or state.get("step") is not e.step
+            ):
+                if plan.params[j] is not p:
+                    self._plans[i] = _GroupPlan(group)
+                    return self._prepare(i, group)
+                e = entries[j] = _new_entry(plan, j, p, state, f"{where}['params'][{j}]")
+                rebuilt = True
+            pv = e.p_view
+            if g is not e.grad or g.data_ptr() != e.grad_ptr or g.numel() != e.size:
+                try:
+                    a = g.numpy()
+                except RuntimeError:
+                    a = None
+                if a is None or a.dtype != pv.dtype or a.size != pv.size or not a.flags.c_contiguous:
+                    # a copy (of a non-contiguous or lazily negated gradient) is never reused
+                    a = _grad_array(g, pv, f"{where}['params'][{j}]")
+                    e.grad, e.grad_ptr = None, 0
+                else:
+                    e.grad, e.grad_ptr = g, g.data_ptr()
+                e.g_view = a if a.ndim == 1 else a.reshape(-1)
+            index.append(j)
+            touched.append(p)
+            params.append(pv)
+            grads.append(e.g_view)
+            ms.append(e.m_view)
+            us.append(e.u_view)
+        if not index:
+            return None
+        if rebuilt:
+            _check_disjoint([e for e in entries if e is not None], where)
+        idx = np.asarray(index, dtype=np.intp)
+        new_steps = plan.steps_np[idx] + 1
+        first = float(new_steps[0])
+        if (new_steps == first).all():
+            batches = [(first, (params, grads, ms, us))]
+        else:
+            batches = []
+            for value in np.unique(new_steps):
+                pick = np.flatnonzero(new_steps == value).tolist()
+                batches.append(
+                    (float(value), tuple([a[k] for k in pick] for a in (params, grads, ms, us)))
+                )
+        calls = [
+            (arrays, check_hyperparameters(_step_count(t), self.num_threads, **options))
+            for t, arrays in batches
+        ]
+        return _Work(plan, idx, new_steps, calls, touched)
+
+
+def _step_count(value: float) -> int:
+    if not (value == int(value) and value >= 1):
+        raise ValueError(f"step counts must be whole numbers >= 0 before a step, got {value - 1}")
+    return int(value)
+
+
+def _check_torch_only(options: dict[str, Any], where: str) -> None:
+    for name, value in options.items():
+        default = TORCH_ONLY_OPTIONS[name]
+        if value is not default:
+            raise ValueError(
+                f"{where}{name}={value!r} is not supported by adamax_cy.torch.Adamax "
+                f"(only {default!r}: the step is always one compiled call on CPU tensors); "
+                "use torch.optim.Adamax for it"
+            )
+
+
+def _group_options(group: dict[str, Any], convention: str, where: str) -> dict[str, Any]:
+    """The group's hyperparameters, checked, as keyword arguments of the API."""
+    lr = group["lr"]
+    if isinstance(lr, torch.Tensor):
+        if lr.numel() != 1:
+            raise ValueError(f"{where}a Tensor lr must have one element, got {lr.numel()}")
+        lr = lr.item()
+    try:
+        beta1, beta2 = group["betas"]
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}betas must be a pair (beta1, beta2), got {group['betas']!r}") from None
+    try:
+        return check_options(
+            lr=lr,
+            beta1=beta1,
+            beta2=beta2,
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            decoupled_weight_decay=False,
+            maximize=group["maximize"],
+            convention=convention,
+        )
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"{where}{error}") from None
+
+
+def _check_tensor(t: torch.Tensor, name: str, where: str) -> None:
+    if t.layout is not torch.strided:
+        raise TypeError(f"{where}: {name} is a {t.layout} tensor; only dense tensors are supported")
+    if t.device.type != "cpu":
+        raise ValueError(
+            f"{where}: {name} is on {t.device}; adamax_cy.torch.Adamax updates CPU tensors only "
+            "(use torch.optim.Adamax on other devices)"
+        )
+    if t.is_complex():
+        raise TypeError(
+            f"{where}: {name} is complex ({t.dtype}); pass torch.view_as_real of it as a "
+            "real parameter instead"
+        )
+    if t.dtype not in SUPPORTED_DTYPES:
+        raise TypeError(f"{where}: {name} has dtype {t.dtype}; supported are float32 and float64")
+    if not t.is_contiguous():
+        raise ValueError(
+            f"{where}: {name} is not contiguous; an in-place update needs contiguous memory "
+            "(make the parameter contiguous before creating the optimizer)"
+        )
+
+
+def _new_entry(plan: _GroupPlan, j: int, p: torch.Tensor, state: dict[str, Any], where: str) -> _Entry:
+    """Check a parameter and its state, creating the state on first use."""
+    _check_tensor(p, "the parameter", where)
+    if len(state) == 0:
+        step = 0.0
+        exp_avg = torch.zeros_like(p, memory_format=torch.contiguous_format)
+        exp_inf = torch.zeros_like(p, memory_format=torch.contiguous_format)
+    else:
+        missing = {"step", "exp_avg", "exp_inf"} - set(state)
+        if missing:
+            raise ValueError(f"{where}: the state lacks {sorted(missing)}")
+        step = float(state["step"])
+        exp_avg, exp_inf = state["exp_avg"], state["exp_inf"]
+        for name, t in (("exp_avg", exp_avg), ("exp_inf", exp_inf)):
+            if not isinstance(t, torch.Tensor) or t.shape != p.shape or t.dtype != p.dtype:
+                raise ValueError(f"{where}: state[{name!r}] does not match the parameter's shape and dtype")
+            _check_tensor(t, f"state[{name!r}]", where)
+    plan.steps_np[j] = step
+    state["step"] = plan.steps[j]
+    state["exp_avg"] = exp_avg
+    state["exp_inf"] = exp_inf
+    return _Entry(p, state, state["step"])
+
+
+def _check_disjoint(entries: list[_Entry], where: str) -> None:
+    """No written tensor of a group overlaps another (a shared parameter, say)."""
+    spans = sorted(
+        (*_interval(t), j, name)
+        for j, e in enumerate(entries)
+        for name, t in (("parameter", e.param), ("exp_avg", e.exp_avg), ("exp_inf", e.exp_inf))
+        if t.numel()
+    )
+    for (_, end, _, name), (start, _, _, other) in zip(spans, spans[1:]):
+        if start < end:
+            raise ValueError(
+                f"{where}: a {name} and a {other} share memory (a parameter listed twice, or "
+                "views of one tensor); an in-place update would corrupt them"
+            )
+
+
+def _grad_array(g: torch.Tensor, param_view: np.ndarray, where: str) -> np.ndarray:
+    """The gradient as a C-contiguous array, or a clear error (the slow path)."""
+    if g.layout is not torch.strided:
+        raise TypeError(f"{where}: the gradient is {g.layout}; sparse gradients are not supported")
+    _check_tensor(g.detach().contiguous(), "the gradient", where)
+    if g.numel() != param_view.size or g.dtype != torch.from_numpy(param_view).dtype:
+        raise ValueError(f"{where}: the gradient does not match the parameter's shape and dtype")
+    return g.detach().resolve_neg().resolve_conj().contiguous().numpy()
