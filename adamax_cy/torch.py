@@ -348,7 +348,7 @@ class Adamax(torch.optim.Optimizer):
             if g is not e.grad or g.data_ptr() != e.grad_ptr or g.numel() != e.size:
                 try:
                     a = g.numpy()
-                except RuntimeError:
+                except (RuntimeError, TypeError):  # sparse, or needs a copy first
                     a = None
                 if a is None or a.dtype != pv.dtype or a.size != pv.size or not a.flags.c_contiguous:
                     # a copy (of a non-contiguous or lazily negated gradient) is never reused
