@@ -10,6 +10,8 @@ CheckpointError      a state dict or checkpoint file that cannot be loaded
 openmp_enabled       whether this build can use threads
 show_config          version, OpenMP, threads and build flags
 reference            the specification in plain Python (an independent oracle)
+torch.Adamax         a torch.optim.Optimizer running the compiled step (imports
+                     torch; ``pip install adamax_cy[torch]``)
 """
 
 from ._config import openmp_enabled, show_config

@@ -620,3 +620,16 @@ def test_distributed_data_parallel(tmp_path):
                 (after[i], *ours_state),
                 (DDP_OPTIONS["lr"], 0.9, DDP_OPTIONS["weight_decay"]),
             )
+
+
+def test_tensor_learning_rate_is_read_like_a_float():
+    a = torch.nn.Parameter(torch.randn(6, dtype=torch.float64))
+    b = torch.nn.Parameter(a.detach().clone())
+    opt_a = Adamax([a], lr=torch.tensor(0.01))
+    opt_b = Adamax([b], lr=0.01)
+    for _ in range(3):
+        g = torch.randn(6, dtype=torch.float64)
+        a.grad, b.grad = g.clone(), g.clone()
+        opt_a.step()
+        opt_b.step()
+    assert torch.equal(a, b)
