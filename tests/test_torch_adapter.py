@@ -625,8 +625,9 @@ def test_distributed_data_parallel(tmp_path):
 def test_tensor_learning_rate_is_read_like_a_float():
     a = torch.nn.Parameter(torch.randn(6, dtype=torch.float64))
     b = torch.nn.Parameter(a.detach().clone())
-    opt_a = Adamax([a], lr=torch.tensor(0.01))
-    opt_b = Adamax([b], lr=0.01)
+    lr = torch.tensor(0.01)  # float32: its value is not the double 0.01
+    opt_a = Adamax([a], lr=lr)
+    opt_b = Adamax([b], lr=lr.item())
     for _ in range(3):
         g = torch.randn(6, dtype=torch.float64)
         a.grad, b.grad = g.clone(), g.clone()
