@@ -405,6 +405,10 @@ def _check_torch_only(options: dict[str, Any], where: str) -> None:
 
 def _group_options(group: dict[str, Any], convention: str, where: str) -> dict[str, Any]:
     """The group's hyperparameters, checked, as keyword arguments of the API."""
+    _check_torch_only(
+        {"differentiable": group.get("differentiable", False), "capturable": group.get("capturable", False)},
+        where,
+    )
     lr = group["lr"]
     if isinstance(lr, torch.Tensor):
         if lr.numel() != 1:

@@ -456,6 +456,15 @@ def test_parameters_sharing_memory_are_refused():
         opt.step()
 
 
+def test_a_group_added_with_capturable_is_refused_at_step():
+    opt = Adamax([torch.nn.Parameter(torch.ones(2))])
+    p = torch.nn.Parameter(torch.ones(2))
+    opt.add_param_group({"params": [p], "capturable": True})
+    p.grad = torch.ones(2)
+    with pytest.raises(ValueError, match=r"param_groups\[1\]: capturable"):
+        opt.step()
+
+
 def test_bad_group_hyperparameter_at_step_changes_nothing():
     a, b = torch.nn.Parameter(torch.randn(4)), torch.nn.Parameter(torch.randn(4))
     opt = Adamax([{"params": [a]}, {"params": [b]}])
