@@ -16,9 +16,8 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 
-from . import _kernel
 from ._defaults import BETA1, BETA2, EPS, LR
-from .api import check_convention, check_hyperparameters, check_num_threads, check_options
+from .api import check_convention, check_hyperparameters, check_num_threads, check_options, run_many
 
 __all__ = ["Adamax"]
 
@@ -112,7 +111,7 @@ class _Work:
     def run(self) -> None:
         self.plan.steps_np[self.index] = self.new_steps
         for arrays, h in self.calls:
-            _kernel.update_many(*arrays, *h)
+            run_many(arrays, h)
 
 
 class Adamax(torch.optim.Optimizer):
