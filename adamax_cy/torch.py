@@ -17,11 +17,21 @@ import numpy as np
 import torch
 
 from ._defaults import BETA1, BETA2, EPS, LR
-from .api import check_convention, check_hyperparameters, check_num_threads, check_options, run_many
+from .api import (
+    Hyperparameters,
+    check_convention,
+    check_hyperparameters,
+    check_num_threads,
+    check_options,
+    run_many,
+)
 
 __all__ = ["Adamax"]
 
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
+
+# params, grads, ms, us: the flat arrays of one kernel call
+_Arrays = tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]]
 
 #: The keyword arguments of ``torch.optim.Adamax`` that only select how torch
 #: computes the step; this optimizer accepts them at these values only.
@@ -99,7 +109,7 @@ class _Work:
         plan: _GroupPlan,
         index: np.ndarray,
         new_steps: np.ndarray,
-        calls: list[tuple[tuple[list[np.ndarray], ...], Any]],
+        calls: list[tuple[_Arrays, Hyperparameters]],
         touched: list[torch.Tensor],
     ) -> None:
         self.plan = plan
@@ -323,7 +333,7 @@ class Adamax(torch.optim.Optimizer):
         us: list[np.ndarray] = []
         rebuilt = False
         for j, p in enumerate(group["params"]):
-            g = p.grad
+            g: torch.Tensor | None = p.grad
             if g is None:
                 continue
             state = state_of[p]
@@ -370,13 +380,14 @@ class Adamax(torch.optim.Optimizer):
         new_steps = plan.steps_np[idx] + 1
         first = float(new_steps[0])
         if (new_steps == first).all():
-            batches = [(first, (params, grads, ms, us))]
+            batches: list[tuple[float, _Arrays]] = [(first, (params, grads, ms, us))]
         else:
             batches = []
             for value in np.unique(new_steps):
                 pick = np.flatnonzero(new_steps == value).tolist()
                 batches.append(
-                    (float(value), tuple([a[k] for k in pick] for a in (params, grads, ms, us)))
+                    (float(value), ([params[k] for k in pick], [grads[k] for k in pick],
+                                    [ms[k] for k in pick], [us[k] for k in pick]))
                 )
         calls = [
             (arrays, check_hyperparameters(_step_count(t), self.num_threads, **options))
