@@ -229,9 +229,9 @@ def _values(dtype: str, low: float, high: float) -> st.SearchStrategy[float]:
     return st.floats(low, high, width=32 if dtype == "float32" else 64)
 
 
-def _specials(dtype: str) -> st.SearchStrategy[float]:
+def _specials(dtype: str, nonfinite: bool) -> st.SearchStrategy[float]:
     tiny = float(np.finfo(dtype).smallest_subnormal)
-    return st.sampled_from([math.nan, math.inf, -math.inf, 0.0, -0.0, tiny, -tiny])
+    return st.sampled_from([0.0, -0.0, tiny, -tiny] + ([math.nan, math.inf, -math.inf] if nonfinite else []))
 
 
 @st.composite
@@ -240,6 +240,7 @@ def cases(
     dtype: str = "float64",
     fixed: Optional[Mapping[str, Any]] = None,
     vary: Sequence[str] = (),
+    nonfinite: bool = True,
 ) -> Case:
     """A hypothesis strategy for :class:`Case`.
 
@@ -252,6 +253,9 @@ def cases(
     vary : sequence of str
         Options (from ``weight_decay``, ``decoupled_weight_decay``,
         ``maximize``) to draw as well; the others are not passed at all.
+    nonfinite : bool
+        Whether special values include infinities and NaN (signed zeros and
+        subnormals always do).
     """
     fixed = dict(fixed or {})
     kind = draw(st.sampled_from(["scalar", "array", "trajectory", "special"]))
@@ -259,7 +263,8 @@ def cases(
     size = int(np.prod(shape, dtype=int))
     steps = draw(st.integers(2, 8)) if kind == "trajectory" else draw(st.integers(1, 2))
     finite = _values(dtype, -1e4, 1e4)
-    grad_values = st.one_of(finite, _specials(dtype)) if kind == "special" else finite
+    specials = _specials(dtype, nonfinite)
+    grad_values = st.one_of(finite, specials) if kind == "special" else finite
 
     def array(elements: st.SearchStrategy[float]) -> np.ndarray:
         return np.array(draw(st.lists(elements, min_size=size, max_size=size)), dtype=dtype).reshape(shape)
@@ -280,8 +285,8 @@ def cases(
             hyper[name] = draw(st.booleans())
     hyper.update(fixed)
 
-    fresh = draw(st.booleans())
-    if fresh:
+    later = draw(st.booleans())  # shrinks to False: the fresh state is the simpler case
+    if not later:
         t = 1
         m = np.zeros(shape, dtype=dtype)
         u = np.zeros(shape, dtype=dtype)
@@ -289,25 +294,27 @@ def cases(
         t = draw(st.one_of(st.integers(1, 20), st.integers(1, 10**6)))
         m = array(finite)
         u = np.array(np.abs(array(finite)))  # np.abs gives a scalar for a 0-d array
-    param = array(st.one_of(finite, _specials(dtype)) if kind == "special" else finite)
+    param = array(st.one_of(finite, specials) if kind == "special" else finite)
     grads = tuple(array(grad_values) for _ in range(steps))
     return Case(param=param, m=m, u=u, t=t, grads=grads, hyperparameters=MappingProxyType(hyper))
 
 
-def _edge_cases(dtype: str, fixed: Mapping[str, Any]) -> list[Case]:
+def _edge_cases(dtype: str, fixed: Mapping[str, Any], nonfinite: bool) -> list[Case]:
     """Scalar steps on the values that separate implementations, run before the search.
 
     Each special gradient (negative, signed zeros, the smallest subnormal,
-    infinities, NaN) is tried from the fresh state and from a later one.
+    infinities, NaN) is tried from the fresh state and from a later one, and
+    followed by an ordinary step (what does the state it left do next?).
     """
     hyper = MappingProxyType({"lr": LR, "beta1": BETA1, "beta2": BETA2, "eps": EPS, **fixed})
     tiny = float(np.finfo(dtype).smallest_subnormal)
     out = []
-    for grad in (-0.5, 0.0, -0.0, tiny, -tiny, math.inf, -math.inf, math.nan):
-        for t, m, u in ((1, 0.0, 0.0), (3, -0.25, 0.75)):
+    specials = (math.inf, -math.inf, math.nan) if nonfinite else ()
+    for grad in (-0.5, 0.0, -0.0, tiny, -tiny, *specials):
+        for t, m, u, grads in ((1, 0.0, 0.0, [grad]), (3, -0.25, 0.75, [grad]), (1, 0.0, 0.0, [grad, 0.25])):
             out.append(Case(
                 param=np.array(1.5, dtype=dtype), m=np.array(m, dtype=dtype),
-                u=np.array(u, dtype=dtype), t=t, grads=(np.array(grad, dtype=dtype),),
+                u=np.array(u, dtype=dtype), t=t, grads=tuple(np.array(g, dtype=dtype) for g in grads),
                 hyperparameters=hyper, label="edge case",
             ))
     return out
@@ -670,6 +677,30 @@ def _run_case(
     return None
 
 
+def _reduce(adapter: Adapter, mismatch: Mismatch, convention: str, tol: Tolerance) -> Mismatch:
+    """The failing element alone, up to the failing step, if that still fails the same way.
+
+    The step is element-wise, so this is a smaller case than hypothesis's
+    shrinker reaches when the culprit sits in the middle of an array.
+    """
+    case = mismatch.case
+    if mismatch.element is None or (case.param.size <= 1 and mismatch.step == len(case.grads) - 1):
+        return mismatch
+    i = int(np.ravel_multi_index(mismatch.element, case.param.shape)) if case.param.ndim else 0
+
+    def one(a: np.ndarray) -> np.ndarray:
+        return a.reshape(-1)[i : i + 1].copy() if a.ndim else a.copy()
+
+    smaller = dataclasses.replace(
+        case, param=one(case.param), m=one(case.m), u=one(case.u),
+        grads=tuple(one(g) for g in case.grads[: mismatch.step + 1]),
+    )
+    again = _run_case(adapter, smaller, convention, tol)
+    if again is not None and again.formula == mismatch.formula and again.reason == mismatch.reason:
+        return again
+    return mismatch
+
+
 def _check_rounded(case: Case, ex: Any) -> Optional[Mismatch]:
     """The spec's table: the reference itself agrees with it to the places shown."""
     traces = _expected_step((case.param, case.m, case.u), case.grads[0], case.t,
@@ -699,6 +730,7 @@ class ConformanceReport:
     tolerance: Tolerance
     options: Mapping[str, Any]
     vary: tuple[str, ...]
+    nonfinite: bool
     worked_examples: int
     generated_cases: int
     seed: int
@@ -721,6 +753,8 @@ class ConformanceReport:
             head += ", " + ", ".join(f"{k}={v!r}" for k, v in self.options.items())
         if self.vary:
             head += ", varying " + ", ".join(self.vary)
+        if not self.nonfinite:
+            head += ", finite values only"
         verdict = "CONFORMS" if self.conforms else "DOES NOT CONFORM"
         lines = [head, f"verdict: {verdict}"]
         if self.mismatch is not None:
@@ -744,6 +778,7 @@ class ConformanceReport:
             "dtype": self.dtype,
             "options": dict(self.options),
             "vary": list(self.vary),
+            "nonfinite": self.nonfinite,
             "tolerance_ulps": dataclasses.asdict(self.tolerance),
             "tolerance_widened": self.widened,
             "worked_examples": self.worked_examples,
@@ -801,6 +836,7 @@ def check_conformance(
     options: Optional[Mapping[str, Any]] = None,
     vary: Sequence[str] = (),
     tolerance: Optional[Tolerance | Mapping[str, float]] = None,
+    nonfinite: bool = True,
     max_examples: int = 100,
     seed: Optional[int] = None,
 ) -> ConformanceReport:
@@ -838,6 +874,10 @@ def check_conformance(
         ``None`` is the contract, ``TOLERANCES[dtype]``. A mapping widens it
         (``{"m": 2}``; see :meth:`Tolerance.widen`); a :class:`Tolerance` is
         used as given. The report states any widening.
+    nonfinite : bool
+        Whether to try infinite and NaN gradients and parameters (the spec
+        follows IEEE rules for them). ``False`` leaves them out; the report
+        says so.
     max_examples : int
         How many generated cases to try.
     seed : int, optional
@@ -892,7 +932,7 @@ def check_conformance(
     def report(mismatch: Optional[Mismatch], worked: int, generated: int) -> ConformanceReport:
         return ConformanceReport(
             implementation=adapter.name, convention=convention, dtype=dtype, tolerance=tol,
-            options=MappingProxyType(fixed), vary=vary, worked_examples=worked,
+            options=MappingProxyType(fixed), vary=vary, nonfinite=nonfinite, worked_examples=worked,
             generated_cases=generated, seed=seed, mismatch=mismatch,
         )
 
@@ -905,7 +945,7 @@ def check_conformance(
         if mismatch is not None:
             return report(mismatch, n, 0)
 
-    edges = _edge_cases(dtype, fixed)
+    edges = _edge_cases(dtype, fixed, nonfinite)
     for n, case in enumerate(edges, start=1):
         mismatch = _run_case(adapter, case, convention, tol)
         if mismatch is not None:
@@ -923,7 +963,7 @@ def check_conformance(
         suppress_health_check=list(HealthCheck),
     )
     @hypothesis_seed(seed)
-    @given(cases(dtype, fixed, vary))
+    @given(cases(dtype, fixed, vary, nonfinite))
     def probe(case: Case) -> None:
         nonlocal generated
         generated += 1
@@ -934,7 +974,7 @@ def check_conformance(
     try:
         probe()
     except _Found as found:
-        return report(found.mismatch, len(examples), generated)
+        return report(_reduce(adapter, found.mismatch, convention, tol), len(examples), generated)
     return report(None, len(examples), generated)
 
 

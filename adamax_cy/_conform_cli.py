@@ -1,0 +1,126 @@
+"""``python -m adamax_cy conform package.module:function``: the conformance verdict from the shell.
+
+:func:`configure_parser` and :func:`run` are what the main command line
+calls; :func:`main` runs this command on its own. Exit status: 0 when the
+implementation conforms, 1 when it does not, 2 when the target cannot be
+loaded. hypothesis is imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from typing import Any, Optional, Sequence
+
+from ._defaults import CONVENTIONS
+
+OPTIONS = ("weight_decay", "decoupled_weight_decay", "maximize")
+TOLERANCE_FIELDS = ("m", "u", "param", "update")
+
+
+def _widening(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    if not sep or name not in TOLERANCE_FIELDS:
+        raise argparse.ArgumentTypeError(f"expected FIELD=ULPS with FIELD in {TOLERANCE_FIELDS}, got {text!r}")
+    try:
+        return name, float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of ulps: {value!r}") from None
+
+
+def _option(text: str) -> tuple[str, Any]:
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    lowered = value.lower()
+    if lowered in ("true", "false"):
+        return name, lowered == "true"
+    try:
+        return name, float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number or true/false: {value!r}") from None
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Add the ``conform`` command's arguments to ``parser``."""
+    parser.description = (
+        "Hold an Adamax step against the specification's reference: the worked examples, "
+        "edge cases, then generated cases. Exit 0 if it conforms, 1 if not."
+    )
+    parser.add_argument("target", help="the step to check, as package.module:function (or :Class)")
+    parser.add_argument("--convention", choices=CONVENTIONS, default="spec",
+                        help="eps added to u in the denominator (spec) or inside the max (torch)")
+    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    kind = parser.add_mutually_exclusive_group()
+    kind.add_argument("--in-place", action="store_true",
+                      help="the target updates param, m and u in place and returns None")
+    kind.add_argument("--optimizer", action="store_true",
+                      help="the target is a torch.optim-style optimizer class (the default for a class)")
+    parser.add_argument("--option", action="append", type=_option, default=[], metavar="NAME=VALUE",
+                        help="hold a hyperparameter or option fixed, e.g. eps=1e-7 or maximize=true")
+    parser.add_argument("--vary", action="append", choices=OPTIONS, default=[],
+                        help="an option the target supports, to be varied by the generated cases")
+    parser.add_argument("--widen", action="append", type=_widening, default=[], metavar="FIELD=ULPS",
+                        help="widen the tolerance (fields m, u, param, update), stated in the verdict")
+    parser.add_argument("--max-examples", type=int, default=200, help="generated cases to try")
+    parser.add_argument("--seed", type=int, default=None, help="hypothesis seed, to replay a run")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def _load(target: str) -> Any:
+    module_name, sep, attribute = target.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ValueError(f"expected package.module:function, got {target!r}")
+    obj: Any = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the ``conform`` command; return the exit status."""
+    from . import testing
+
+    try:
+        target = _load(args.target)
+    except (ImportError, AttributeError, ValueError) as err:
+        print(f"conform: cannot load {args.target!r}: {type(err).__name__}: {err}", file=sys.stderr)
+        return 2
+    if args.in_place:
+        step: Any = testing.in_place(target)
+    elif args.optimizer or isinstance(target, type):
+        step = testing.optimizer(target)
+    else:
+        step = testing.functional(target)
+    try:
+        report = testing.check_conformance(
+            step,
+            convention=args.convention,
+            dtype=args.dtype,
+            options=dict(args.option),
+            vary=tuple(dict.fromkeys(args.vary)),
+            tolerance=dict(args.widen) or None,
+            max_examples=args.max_examples,
+            seed=args.seed,
+        )
+    except ValueError as err:
+        print(f"conform: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, allow_nan=False))
+    else:
+        print(report)
+    return 0 if report.conforms else 1
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``conform`` as a command of its own."""
+    parser = argparse.ArgumentParser(prog="python -m adamax_cy conform")
+    configure_parser(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,364 @@
+"""The conformance harness catches real bugs, and accepts correct implementations.
+
+Each deliberately wrong Adamax below differs from the spec by one classic
+mistake; the harness must reject it and name the formula whose output breaks
+first (m, u or θ, in the spec's order). ``adamax_cy`` itself and the
+reference must be accepted in every convention and dtype.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from functools import partial
+
+import numpy as np
+import pytest
+
+import adamax_cy
+from adamax_cy import reference
+from adamax_cy.testing import (
+    TOLERANCES,
+    Tolerance,
+    assert_conforms,
+    check_conformance,
+    functional,
+    in_place,
+)
+
+ALL_OPTIONS = ("weight_decay", "decoupled_weight_decay", "maximize")
+BAD_EXAMPLES = 25  # per wrong implementation: the worked examples and edge cases do most of the work
+
+
+@pytest.fixture
+def seed(request: pytest.FixtureRequest) -> int:
+    """The run's hypothesis seed (printed in the header), so a failure replays."""
+    return int(request.config.getoption("hypothesis_seed"))
+
+
+def _coefficients(param, t, lr, beta1, beta2, eps):
+    """Scalar coefficients in double, rounded to the arrays' dtype (as the spec's reference does)."""
+    f = np.asarray(param).dtype.type
+    return f(beta1), f(1.0 - beta1), f(beta2), f(eps), f(lr), f(1.0 - beta1**t)
+
+
+# A correct NumPy Adamax (spec convention), the base every bug below departs from.
+def correct(param, grad, m, u, t, lr, beta1, beta2, eps):
+    b1, w, b2, e, a, bc = _coefficients(param, t, lr, beta1, beta2, eps)
+    m = b1 * m + w * grad
+    u = np.maximum(b2 * u, np.abs(grad))
+    return param - (a / (u + e)) * (m / bc), m, u
+
+
+def eps_inside_max(param, grad, m, u, t, lr, beta1, beta2, eps):
+    b1, w, b2, e, a, bc = _coefficients(param, t, lr, beta1, beta2, eps)
+    m = b1 * m + w * grad
+    u = np.maximum(b2 * u, np.abs(grad) + e)
+    return param - (a / u) * (m / bc), m, u
+
+
+def eps_added_to_update(param, grad, m, u, t, lr, beta1, beta2, eps):
+    b1, w, b2, e, a, bc = _coefficients(param, t, lr, beta1, beta2, eps)
+    m = b1 * m + w * grad
+    u = np.maximum(b2 * u, np.abs(grad))
+    return param - ((a / u) * (m / bc) + e), m, u
+
+
+def no_bias_correction(param, grad, m, u, t, lr, beta1, beta2, eps):
+    b1, w, b2, e, a, bc = _coefficients(param, t, lr, beta1, beta2, eps)
+    m = b1 * m + w * grad
+    u = np.maximum(b2 * u, np.abs(grad))
+    return param - (a / (u + e)) * m, m, u
+
+
+def bias_correction_on_u_too(param, grad, m, u, t, lr, beta1, beta2, eps):
+    b1, w, b2, e, a, bc = _coefficients(param, t, lr, beta1, beta2, eps)
+    m = b1 * m + w * grad
+    u = np.maximum(b2 * u, np.abs(grad))
+    u_hat = u / np.asarray(param).dtype.type(1.0 - beta2**t)
+    return param - (a / (u_hat + e)) * (m / bc), m, u
+
+
+def t_off_by_one(param, grad, m, u, t, lr, beta1, beta2, eps):
+    return correct(param, grad, m, u, t + 1, lr, beta1, beta2, eps)
+
+
+def m_updated_after_use(param, grad, m, u, t, lr, beta1, beta2, eps):
+    b1, w, b2, e, a, bc = _coefficients(param, t, lr, beta1, beta2, eps)
+    u = np.maximum(b2 * u, np.abs(grad))
+    param = param - (a / (u + e)) * (m / bc)
+    m = b1 * m + w * grad
+    return param, m, u
+
+
+def abs_forgotten(param, grad, m, u, t, lr, beta1, beta2, eps):
+    b1, w, b2, e, a, bc = _coefficients(param, t, lr, beta1, beta2, eps)
+    m = b1 * m + w * grad
+    u = np.maximum(b2 * u, grad)
+    return param - (a / (u + e)) * (m / bc), m, u
+
+
+def max_replaced_by_sum(param, grad, m, u, t, lr, beta1, beta2, eps):
+    b1, w, b2, e, a, bc = _coefficients(param, t, lr, beta1, beta2, eps)
+    m = b1 * m + w * grad
+    u = b2 * u + np.abs(grad)
+    return param - (a / (u + e)) * (m / bc), m, u
+
+
+def max_replaced_by_decayed_value(param, grad, m, u, t, lr, beta1, beta2, eps):
+    b1, w, b2, e, a, bc = _coefficients(param, t, lr, beta1, beta2, eps)
+    m = b1 * m + w * grad
+    u = b2 * u
+    return param - (a / (u + e)) * (m / bc), m, u
+
+
+def betas_swapped(param, grad, m, u, t, lr, beta1, beta2, eps):
+    return correct(param, grad, m, u, t, lr, beta2, beta1, eps)
+
+
+def float32_state_upcast(param, grad, m, u, t, lr, beta1, beta2, eps):
+    as64 = partial(np.asarray, dtype=np.float64)
+    return correct(as64(param), as64(grad), as64(m), as64(u), t, lr, beta1, beta2, eps)
+
+
+def float32_computed_in_double(param, grad, m, u, t, lr, beta1, beta2, eps):
+    dtype = np.asarray(param).dtype
+    return tuple(np.asarray(x, dtype=dtype) for x in float32_state_upcast(param, grad, m, u, t, lr, beta1, beta2, eps))
+
+
+def nan_dropped_by_max(param, grad, m, u, t, lr, beta1, beta2, eps):
+    b1, w, b2, e, a, bc = _coefficients(param, t, lr, beta1, beta2, eps)
+    m = b1 * m + w * grad
+    u = np.fmax(b2 * u, np.abs(grad))  # fmax ignores NaN
+    return param - (a / (u + e)) * (m / bc), m, u
+
+
+WRONG = [
+    # (implementation, dtype, the formula whose output breaks first)
+    (eps_inside_max, "float64", "u"),
+    (eps_inside_max, "float32", "u"),
+    (eps_added_to_update, "float64", "θ"),
+    (no_bias_correction, "float64", "θ"),
+    (no_bias_correction, "float32", "θ"),
+    (bias_correction_on_u_too, "float64", "θ"),
+    (t_off_by_one, "float64", "θ"),
+    (t_off_by_one, "float32", "θ"),
+    (m_updated_after_use, "float64", "θ"),
+    (abs_forgotten, "float64", "u"),
+    (max_replaced_by_sum, "float64", "u"),
+    (max_replaced_by_decayed_value, "float64", "u"),
+    (betas_swapped, "float64", "m"),
+    (float32_state_upcast, "float32", "m"),
+    (float32_computed_in_double, "float32", "m"),
+    (nan_dropped_by_max, "float64", "u"),
+    (nan_dropped_by_max, "float32", "u"),
+]
+
+
+@pytest.fixture(autouse=True)
+def _quiet_numpy():
+    with np.errstate(all="ignore"):  # the wrong implementations meet NaN and infinities
+        yield
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_correct_numpy_base_conforms(dtype, seed):
+    """Without it, the bugs below could be rejected for a reason other than their bug."""
+    assert_conforms(correct, dtype=dtype, max_examples=BAD_EXAMPLES * 4, seed=seed)
+
+
+@pytest.mark.parametrize(
+    ("implementation", "dtype", "formula"),
+    WRONG,
+    ids=[f"{impl.__name__}-{dtype}" for impl, dtype, _ in WRONG],
+)
+def test_wrong_implementations_are_rejected_with_the_right_diagnosis(implementation, dtype, formula, seed):
+    report = check_conformance(implementation, dtype=dtype, max_examples=BAD_EXAMPLES, seed=seed)
+    assert not report.conforms
+    assert report.mismatch.formula == formula, str(report)
+    assert report.mismatch.expected is not None and report.mismatch.actual is not None
+
+
+def test_a_bug_only_generated_cases_reveal_is_shrunk(seed):
+    """Wrong only for beta2 < 0.5: no worked example or edge case shows it, hypothesis must."""
+
+    def wrong_for_small_beta2(param, grad, m, u, t, lr, beta1, beta2, eps):
+        return correct(param, grad, m, u, t, lr, beta1, max(beta2, 0.5), eps)
+
+    report = check_conformance(wrong_for_small_beta2, max_examples=200, seed=seed)
+    assert not report.conforms
+    mm = report.mismatch
+    assert mm.formula == "u"
+    assert mm.case.label == "generated case"
+    assert mm.case.hyperparameters["beta2"] < 0.5
+    # Shrunk: one element, and at most the two steps that a nonzero decayed u needs.
+    assert mm.case.param.size == 1 and len(mm.case.grads) <= 2
+    assert mm.step == len(mm.case.grads) - 1
+    text = str(report)
+    assert "DOES NOT CONFORM" in text and "expected (θ, m, u)" in text and "actual   (θ, m, u)" in text
+
+
+def test_a_late_trajectory_step_is_diagnosed_at_that_step(seed):
+    """An implementation that drifts after step 3 fails at t = 4 of a trajectory."""
+
+    def drifts_late(param, grad, m, u, t, lr, beta1, beta2, eps):
+        return correct(param, grad, m, u, t, lr * (1.5 if t >= 4 else 1.0), beta1, beta2, eps)
+
+    report = check_conformance(drifts_late, max_examples=200, seed=seed)
+    assert not report.conforms
+    assert report.mismatch.formula == "θ"
+    assert report.mismatch.t >= 4
+
+
+def _reference_step(dtype):
+    """The reference as a functional step for arrays of ``dtype``."""
+
+    def step(param, grad, m, u, t, lr, beta1, beta2, eps, **options):
+        arrays = [np.asarray(x, dtype=dtype) for x in (param, grad, m, u)]
+        lists = [a.reshape(-1).tolist() for a in arrays]
+        out = reference.adamax_step(*lists, t, lr, beta1, beta2, eps, arithmetic=dtype, **options)
+        result = tuple(np.array(x, dtype=dtype).reshape(arrays[0].shape) for x in out)
+        return tuple(float(x) for x in result) if np.ndim(param) == 0 and dtype == "float64" else result
+
+    return step
+
+
+@pytest.mark.parametrize("convention", ["spec", "torch"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_adamax_cy_and_the_reference_conform(convention, dtype, seed):
+    common = dict(convention=convention, dtype=dtype, vary=ALL_OPTIONS, max_examples=40, seed=seed)
+    assert_conforms(functional(adamax_cy.adamax_step, convention=convention), **common)
+    assert_conforms(in_place(adamax_cy.adamax_step_inplace, convention=convention), **common)
+    assert_conforms(functional(_reference_step(dtype), convention=convention), **common)
+
+
+def test_adamax_step_many_conforms_through_an_in_place_wrapper(seed):
+    def many(param, grad, m, u, t, **kw):
+        adamax_cy.adamax_step_many([param], [grad], [m], [u], t, **kw)
+
+    assert_conforms(many, in_place=True, dtype="float32", vary=ALL_OPTIONS, max_examples=40, seed=seed)
+
+
+def test_the_other_convention_is_rejected_in_u(seed):
+    for implementation, convention in (("torch", "spec"), ("spec", "torch")):
+        report = check_conformance(
+            functional(adamax_cy.adamax_step, convention=implementation),
+            convention=convention, max_examples=10, seed=seed,
+        )
+        assert report.mismatch.formula == "u"
+
+
+def lerp_first_moment(param, grad, m, u, t, lr, beta1, beta2, eps):
+    """Spec convention with m computed like torch.lerp (weight 1 - beta1)."""
+    b1, w, b2, e, a, bc = _coefficients(param, t, lr, beta1, beta2, eps)
+    if w < 0.5:
+        m = m + w * (grad - m)
+    else:
+        m = grad - (grad - m) * (np.asarray(param).dtype.type(1) - w)
+    u = np.maximum(b2 * u, np.abs(grad))
+    return param - (a / (u + e)) * (m / bc), m, u
+
+
+def test_lerp_breaks_m_on_infinities():
+    """0.9·inf + 0.1·0 is inf, but inf + 0.1·(0 − inf) is NaN."""
+    report = check_conformance(lerp_first_moment, tolerance={"m": 1000}, max_examples=1, seed=0)
+    assert report.mismatch.formula == "m" and "nan" in report.mismatch.detail
+
+
+def test_tolerances_are_widened_only_explicitly(seed):
+    common = dict(dtype="float32", nonfinite=False, max_examples=50, seed=seed)
+    strict = check_conformance(lerp_first_moment, **common)
+    assert strict.mismatch.formula == "m" and not strict.widened
+    widened = check_conformance(lerp_first_moment, tolerance={"m": 4}, **common)
+    assert widened.conforms, str(widened)
+    assert widened.widened and "WIDENED" in str(widened)
+    assert widened.tolerance == TOLERANCES["float32"].widen(m=4)
+    with pytest.raises(ValueError, match="cannot narrow"):
+        TOLERANCES["float64"].widen(param=0)
+    with pytest.raises(ValueError):
+        Tolerance(m=-1)
+
+
+def test_assert_conforms_raises_with_the_verdict(seed):
+    with pytest.raises(AssertionError, match=r"first wrong output: u") as info:
+        assert_conforms(abs_forgotten, max_examples=5, seed=seed)
+    assert "smallest failing case" in str(info.value)
+
+
+def test_a_step_that_raises_or_modifies_its_input_is_reported(seed):
+    def raises(param, grad, m, u, t, **kw):
+        raise ZeroDivisionError("boom")
+
+    report = check_conformance(raises, max_examples=5, seed=seed)
+    assert report.mismatch.reason == "raised" and "boom" in report.mismatch.detail
+
+    def modifies(param, grad, m, u, t, **kw):
+        out = adamax_cy.adamax_step(param, grad, m, u, t, **kw)
+        if isinstance(m, np.ndarray):
+            m[...] = out[1]
+        return out
+
+    report = check_conformance(modifies, dtype="float32", max_examples=5, seed=seed)
+    assert report.mismatch.reason == "modified input"
+
+
+def test_the_json_report_is_strict_json(seed):
+    report = check_conformance(nan_dropped_by_max, max_examples=5, seed=seed)
+    data = json.loads(json.dumps(report.to_dict(), allow_nan=False))
+    assert data["conforms"] is False and data["mismatch"]["formula"] == "u"
+
+
+def test_importing_adamax_cy_does_not_import_hypothesis():
+    code = "import sys, adamax_cy; assert 'hypothesis' not in sys.modules, 'hypothesis imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_command_line(tmp_path, capsys, seed):
+    from adamax_cy._conform_cli import main
+
+    (tmp_path / "mine.py").write_text(
+        "import numpy as np\n"
+        "from adamax_cy import adamax_step\n"
+        "def step_torch(*args, **kw):\n"
+        "    return adamax_step(*args, convention='torch', **kw)\n"
+        "def no_abs(param, grad, m, u, t, lr, beta1, beta2, eps):\n"
+        "    m = beta1 * m + (1 - beta1) * grad\n"
+        "    u = np.maximum(beta2 * u, grad)\n"
+        "    return param - lr / (u + eps) * m / (1 - beta1**t), m, u\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        common = ["--max-examples", "10", "--seed", str(seed)]
+        assert main(["mine:step_torch", "--convention", "torch", "--dtype", "float32", *common]) == 0
+        assert "CONFORMS" in capsys.readouterr().out
+        assert main(["mine:no_abs", "--json", *common]) == 1
+        data = json.loads(capsys.readouterr().out)
+        assert data["mismatch"]["formula"] == "u"
+        assert main(["mine:missing", *common]) == 2
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("mine", None)
+
+
+def test_the_pytest_fixture_in_three_lines(tmp_path):
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["adamax_cy.testing"]\n')
+    (tmp_path / "test_mine.py").write_text(textwrap.dedent(
+        """
+        import adamax_cy
+        from adamax_cy.testing import functional
+
+        def test_conforms(adamax_conformance):
+            adamax_conformance(adamax_cy.adamax_step, max_examples=5)
+
+        def test_wrong(adamax_conformance):
+            adamax_conformance(functional(adamax_cy.adamax_step, convention="torch"), max_examples=5)
+        """
+    ))
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert "1 failed, 1 passed" in result.stdout, result.stdout + result.stderr
+    assert "first wrong output: u" in result.stdout
