@@ -100,9 +100,13 @@ class Tolerance:
         Ulps of the larger term of formula 1 (``|β1·m|``, ``|(1 − β1)·g|``
         or ``|m_t|``): an implementation that sums the terms in another order
         (``torch.lerp``) is off by a few of these, not of ``ulp(m_t)``, which
-        cancellation can make arbitrarily small.
+        cancellation can make arbitrarily small. With L2 weight decay,
+        ``g = grad + λ·θ`` is itself a sum, and ``|g|`` counts as
+        ``max(|grad|, |λ·θ|)`` (so a fused multiply-add there costs ulps of
+        its terms, not of a cancelled ``g``).
     u : float
-        Ulps of ``u_t``.
+        Ulps of ``max(u_t, |g|)``, ``|g|`` counted as for ``m``; without
+        weight decay this is ``ulp(u_t)``.
     param, update : float
         ``θ_t`` may differ by ``param·ulp(θ_t) + update·ulp(update)``, where
         ``update`` is the reference's ``(α / denominator)·m̂``. When ``m_t``
@@ -164,17 +168,20 @@ def _ulp(x: float, dtype: np.dtype) -> float:
 def _update_ulp(tr: reference.Trace, hyper: Mapping[str, Any], dtype: np.dtype) -> float:
     """``ulp(update)``, floored where a subnormal quotient sets the precision.
 
-    ``m_t / (1 − β1^t)`` or ``m_t / denominator`` may fall in the subnormal
+    The first product or quotient of formula 3 (``m_t / (1 − β1^t)``,
+    ``m_t / denominator`` or ``α/(1 − β1^t)·m_t``) may fall in the subnormal
     range, where it keeps only an absolute precision of ``ulp(0)``; the
-    multiplication that follows scales that by ``α / denominator`` or
-    ``α / (1 − β1^t)``. Without the floor, a correct implementation that
-    takes the other quotient would fail for gradients near ``ulp(0)``.
+    operation that follows scales that by ``α / denominator``,
+    ``α / (1 − β1^t)`` or ``1 / denominator``. Without the floor, a correct
+    implementation that takes another order would fail for tiny gradients.
     """
     tiny = float(np.finfo(dtype).smallest_subnormal)
     lr = float(hyper["lr"])
     factors = [abs(float(tr.step_size))]
     if float(tr.bias_correction) != 0:
         factors.append(abs(lr / float(tr.bias_correction)))
+    if float(tr.denominator) != 0:
+        factors.append(1.0 / abs(float(tr.denominator)))
     floor = tiny * max(factors) if all(math.isfinite(f) for f in factors) else 0.0
     return max(_ulp(float(tr.update), dtype), floor)
 
@@ -585,6 +592,7 @@ def _expected_step(
 def _compare(
     traces: list[reference.Trace],
     start: Triple,
+    grad: np.ndarray,
     actual: Triple,
     hyper: Mapping[str, Any],
     dtype: np.dtype,
@@ -601,13 +609,18 @@ def _compare(
             return name, 0, f"{name} came back with shape {a.shape}, not {shape}"
     beta1 = float(hyper["beta1"])
     m_prev = start[1].reshape(-1)
+    l2 = float(hyper.get("weight_decay", 0.0)) if not hyper.get("decoupled_weight_decay") else 0.0
+    theta_prev, raw = start[0].reshape(-1), grad.reshape(-1)
+    # |g| counted as its terms: grad and, with L2 weight decay, λ·θ.
+    g_scale = [max(abs(float(raw[i])), abs(l2 * float(theta_prev[i])), abs(float(tr.g)))
+               for i, tr in enumerate(traces)]
     theta_a, m_a, u_a = (a.reshape(-1) for a in actual)
     dm = [0.0] * len(traces)
     du = [0.0] * len(traces)
     for i, tr in enumerate(traces):
         got, want = float(m_a[i]), float(tr.m_t)
         if not _same(got, want):
-            scale = max(abs(beta1 * float(m_prev[i])), abs((1 - beta1) * float(tr.g)), abs(want))
+            scale = max(abs(beta1 * float(m_prev[i])), abs(1 - beta1) * g_scale[i], abs(want))
             dm[i] = abs(got - want)
             if not (math.isfinite(got) and math.isfinite(want)) or dm[i] > tol.m * _ulp(scale, dtype):
                 ulps = dm[i] / _ulp(scale, dtype) if math.isfinite(dm[i]) else math.inf
@@ -616,8 +629,9 @@ def _compare(
         got, want = float(u_a[i]), float(tr.u_t)
         if not _same(got, want):
             du[i] = abs(got - want)
-            if not (math.isfinite(got) and math.isfinite(want)) or du[i] > tol.u * _ulp(want, dtype):
-                ulps = du[i] / _ulp(want, dtype) if math.isfinite(du[i]) else math.inf
+            scale = max(abs(want), g_scale[i])
+            if not (math.isfinite(got) and math.isfinite(want)) or du[i] > tol.u * _ulp(scale, dtype):
+                ulps = du[i] / _ulp(scale, dtype) if math.isfinite(du[i]) else math.inf
                 return "u", i, f"u is {got!r}, the reference gives {want!r} ({ulps:.3g} ulp; tolerance {tol.u:g})"
     for i, tr in enumerate(traces):
         got, want = float(theta_a[i]), float(tr.param_t)
@@ -667,7 +681,7 @@ def _run_case(
             np.array([getattr(tr, f) for tr in traces], dtype=dtype).reshape(case.param.shape)
             for f in ("param_t", "m_t", "u_t")
         )
-        found = _compare(traces, state, actual, case.hyperparameters, dtype, tol)
+        found = _compare(traces, state, grad, actual, case.hyperparameters, dtype, tol)
         if found is not None:
             formula, i, detail = found
             element = np.unravel_index(i, case.param.shape) if case.param.ndim else ()

@@ -268,7 +268,9 @@ def test_lerp_breaks_m_on_infinities():
 
 
 def test_tolerances_are_widened_only_explicitly(seed):
-    common = dict(dtype="float32", nonfinite=False, max_examples=50, seed=seed)
+    # lerp's weight 1 - beta1, rounded to float32, carries beta1 = 1e-5 only to
+    # 3 digits: held at the default, lerp is within a few ulps of the terms.
+    common = dict(dtype="float32", nonfinite=False, options={"beta1": 0.9}, max_examples=50, seed=seed)
     strict = check_conformance(lerp_first_moment, **common)
     assert strict.mismatch.formula == "m" and not strict.widened
     widened = check_conformance(lerp_first_moment, tolerance={"m": 4}, **common)
