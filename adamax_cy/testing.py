@@ -783,6 +783,7 @@ class ConformanceReport:
     vary: tuple[str, ...]
     nonfinite: bool
     worked_examples: int
+    edge_cases: int
     generated_cases: int
     seed: int
     mismatch: Optional[Mismatch]
@@ -815,8 +816,8 @@ class ConformanceReport:
             tol += f"  (WIDENED from the contract's {TOLERANCES[self.dtype].describe()})"
         lines.append(tol)
         lines.append(
-            f"checked: {self.worked_examples} worked example(s), {self.generated_cases} generated "
-            f"case(s); seed {self.seed} (replay with seed={self.seed})"
+            f"checked: {self.worked_examples} worked example(s), {self.edge_cases} edge case(s), "
+            f"{self.generated_cases} generated case(s); seed {self.seed} (replay with seed={self.seed})"
         )
         return "\n".join(lines)
 
@@ -833,6 +834,7 @@ class ConformanceReport:
             "tolerance_ulps": dataclasses.asdict(self.tolerance),
             "tolerance_widened": self.widened,
             "worked_examples": self.worked_examples,
+            "edge_cases": self.edge_cases,
             "generated_cases": self.generated_cases,
             "seed": self.seed,
             "mismatch": None,
@@ -980,29 +982,29 @@ def check_conformance(
         seed = random.SystemRandom().randrange(2**32)
     adapter = _adapter(step_fn, in_place)
 
-    def report(mismatch: Optional[Mismatch], worked: int, generated: int) -> ConformanceReport:
+    def report(mismatch: Optional[Mismatch], worked: int, edge: int, generated: int) -> ConformanceReport:
         return ConformanceReport(
             implementation=adapter.name, convention=convention, dtype=dtype, tolerance=tol,
             options=MappingProxyType(fixed), vary=vary, nonfinite=nonfinite, worked_examples=worked,
-            generated_cases=generated, seed=seed, mismatch=mismatch,
+            edge_cases=edge, generated_cases=generated, seed=seed, mismatch=mismatch,
         )
 
     examples = _worked_examples(dtype, fixed)
     plain = convention == "spec" and not set(fixed) & set(HYPERPARAMETERS)
     for n, (case, ex) in enumerate(examples, start=1):
         if plain and (wrong := _check_rounded(case, ex)) is not None:  # pragma: no cover
-            return report(wrong, n, 0)  # the reference and the spec's table disagree
+            return report(wrong, n, 0, 0)  # the reference and the spec's table disagree
         mismatch = _run_case(adapter, case, convention, tol)
         if mismatch is not None:
-            return report(mismatch, n, 0)
+            return report(mismatch, n, 0, 0)
 
     edges = _edge_cases(dtype, fixed, nonfinite)
     for n, case in enumerate(edges, start=1):
         mismatch = _run_case(adapter, case, convention, tol)
         if mismatch is not None:
-            return report(mismatch, len(examples), n)
+            return report(mismatch, len(examples), n, 0)
 
-    generated = len(edges)
+    generated = 0
 
     @settings(
         max_examples=max_examples,
@@ -1025,8 +1027,8 @@ def check_conformance(
     try:
         probe()
     except _Found as found:
-        return report(_reduce(adapter, found.mismatch, convention, tol), len(examples), generated)
-    return report(None, len(examples), generated)
+        return report(_reduce(adapter, found.mismatch, convention, tol), len(examples), len(edges), generated)
+    return report(None, len(examples), len(edges), generated)
 
 
 def assert_conforms(step_fn: Any, **kwargs: Any) -> ConformanceReport:
