@@ -593,7 +593,7 @@ class Mismatch:
         lines.append(f"{self.reason}: {self.detail}")
         lines.append(f"at {where} of the smallest failing case,")
         lines.append(self.case.describe())
-        if self.start is not None and self.step > 0:
+        if self.start is not None and self.grad is not None and self.step > 0:
             lines.append("  the step began from the implementation's own state (θ, m, u) = "
                          + _show_triple(self.start) + f", grad {self.grad.tolist()!r}")
         if self.expected is not None:
@@ -700,21 +700,22 @@ def _run_case(
     steps = adapter.steps(case)
     for k, grad in enumerate(case.grads):
         t = case.t + k
-        mismatch = dict(case=case, step=k, t=t, start=state, grad=grad)
+
+        def failure(reason: str, detail: str) -> Mismatch:
+            return Mismatch(formula=None, reason=reason, case=case, step=k, t=t, element=None,
+                            start=state, grad=grad, expected=None, actual=None, detail=detail)
+
         try:
             actual = next(steps)
         except StopIteration:
-            return Mismatch(formula=None, reason="missing step", element=None, expected=None,
-                            actual=None, detail="the adapter stopped before the last step", **mismatch)
+            return failure("missing step", "the adapter stopped before the last step")
         except Exception as err:  # the implementation's error is the finding
             reason = "modified input" if isinstance(err, _InputModified) else "raised"
-            return Mismatch(formula=None, reason=reason, element=None, expected=None, actual=None,
-                            detail=f"{type(err).__name__}: {err}", **mismatch)
+            return failure(reason, f"{type(err).__name__}: {err}")
         if not (isinstance(actual, tuple) and len(actual) == 3):
-            return Mismatch(formula=None, reason="bad result", element=None, expected=None,
-                            actual=None, detail="the step did not give (param, m, u)", **mismatch)
+            return failure("bad result", "the step did not give (param, m, u)")
         traces = _expected_step(state, grad, t, case.hyperparameters, convention, arithmetic)
-        expected = tuple(
+        theta_e, m_e, u_e = (
             np.array([getattr(tr, f) for tr in traces], dtype=dtype).reshape(case.param.shape)
             for f in ("param_t", "m_t", "u_t")
         )
@@ -722,8 +723,9 @@ def _run_case(
         if found is not None:
             formula, i, detail = found
             element = np.unravel_index(i, case.param.shape) if case.param.ndim else ()
-            return Mismatch(formula=formula, reason="value", element=tuple(int(j) for j in element),
-                            expected=expected, actual=actual, detail=detail, **mismatch)
+            return Mismatch(formula=formula, reason="value", case=case, step=k, t=t,
+                            element=tuple(int(j) for j in element), start=state, grad=grad,
+                            expected=(theta_e, m_e, u_e), actual=actual, detail=detail)
         state = actual
     return None
 
