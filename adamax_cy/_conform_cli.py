@@ -3,7 +3,8 @@
 :func:`configure_parser` and :func:`run` are what the main command line
 calls; :func:`main` runs this command on its own. Exit status: 0 when the
 implementation conforms, 1 when it does not, 2 when the target cannot be
-loaded. hypothesis is imported only when the command runs.
+loaded. The module needs hypothesis (the ``testing`` extra); the main
+command line imports it only when ``conform`` is chosen.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import sys
 from typing import Any, Optional, Sequence
 
+from . import testing
 from ._defaults import CONVENTIONS
 
 OPTIONS = ("weight_decay", "decoupled_weight_decay", "maximize")
@@ -64,6 +66,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="an option the target supports, to be varied by the generated cases")
     parser.add_argument("--widen", action="append", type=_widening, default=[], metavar="FIELD=ULPS",
                         help="widen the tolerance (fields m, u, param, update), stated in the verdict")
+    parser.add_argument("--finite-only", action="store_true",
+                        help="leave infinite and NaN values out of the cases")
     parser.add_argument("--max-examples", type=int, default=200, help="generated cases to try")
     parser.add_argument("--seed", type=int, default=None, help="hypothesis seed, to replay a run")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -81,8 +85,6 @@ def _load(target: str) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Run the ``conform`` command; return the exit status."""
-    from . import testing
-
     try:
         target = _load(args.target)
     except (ImportError, AttributeError, ValueError) as err:
@@ -102,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
             options=dict(args.option),
             vary=tuple(dict.fromkeys(args.vary)),
             tolerance=dict(args.widen) or None,
+            nonfinite=not args.finite_only,
             max_examples=args.max_examples,
             seed=args.seed,
         )
