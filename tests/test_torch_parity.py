@@ -152,3 +152,16 @@ def test_torch_fails_the_strict_contract_in_m(dtype):
     report = check_conformance(optimizer(torch.optim.Adamax), convention="torch", dtype=dtype,
                                max_examples=200, seed=0)
     assert report.mismatch.formula == "m", str(report)
+
+
+@pytest.mark.parametrize("convention", ["torch", "spec"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_adamax_cy_torch_optimizer_conforms_strictly(convention, dtype, seed):
+    """adamax_cy.torch.Adamax, through the optimizer adapter, meets the contract itself."""
+    from adamax_cy.torch import Adamax
+
+    report = check_conformance(
+        optimizer(Adamax, convention=convention), convention=convention, dtype=dtype,
+        vary=("weight_decay", "maximize"), max_examples=40, seed=seed,
+    )
+    assert report.conforms and not report.widened, str(report)
