@@ -45,7 +45,8 @@ def hyperparameters(*, convention: str | None = None) -> st.SearchStrategy[dict[
             "lr": st.one_of(st.just(0.0), st.floats(1e-6, 10.0)),
             "beta1": unit,
             "beta2": unit,
-            "eps": st.one_of(st.sampled_from([0.0, 1e-8, 1e-7]), st.floats(1e-20, 1.0)),
+            # 1e-50 and 1e-320 round to 0 in float32 (and 1e-320 is subnormal in float64)
+            "eps": st.one_of(st.sampled_from([0.0, 1e-8, 1e-7, 1e-50, 1e-320]), st.floats(1e-20, 1.0)),
             "weight_decay": st.one_of(st.just(0.0), st.floats(1e-6, 1.0)),
             "decoupled_weight_decay": st.booleans(),
             "maximize": st.booleans(),

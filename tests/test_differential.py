@@ -96,3 +96,13 @@ def test_eps_zero_leaves_untouched_elements_unchanged(dtype, convention):
     adamax_step_inplace(param, grad, m, u, 1, eps=0.0, convention=convention)
     assert param[:2].tolist() == [1.5, -2.0]
     assert param[2] < 3.0 and np.isfinite(param[2])
+
+
+@pytest.mark.parametrize("eps", [1e-50, 1e-320])
+def test_eps_that_rounds_to_zero_in_float32(eps):
+    """eps > 0 in double can still be 0 in float32: the 0/0 guard must hold there too."""
+    param = np.array([1.5, 2.0], np.float32)
+    grad = np.array([0.0, 0.5], np.float32)
+    m, u = np.zeros(2, np.float32), np.zeros(2, np.float32)
+    adamax_step_inplace(param, grad, m, u, 1, eps=eps)
+    assert param[0] == 1.5 and np.isfinite(param[1])
