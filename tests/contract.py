@@ -15,7 +15,8 @@ For one step on float32 or float64 arrays:
   - reference ``m_hat = m_t / bc`` (times ``step_size``), ``step_size = lr / d``
     (times ``m_hat``) and ``update = step_size * m_hat`` (times 1).
 
-  So the allowance is ``tiny / 2 * (c + |step_size| + |m_hat| + 2)``.
+  So where (and only where) an intermediate underflows, the allowance
+  ``tiny / 2 * (c + |step_size| + |m_hat| + 2)`` is added.
 * Where an intermediate overflows while the inputs are finite, the two
   evaluation orders can legitimately disagree (one may give inf or NaN where
   the other stays finite): such elements are exempt from the parameter
@@ -52,21 +53,48 @@ def ulp(x: float, dtype: Any) -> float:
         return float(np.spacing(np.abs(np.asarray(x, dtype=dtype))))
 
 
-def theta_tolerance(trace: Any, theta_old: float, step: float, dtype: Any) -> float:
+def kernel_intermediates(trace: Any, coefficient: float, dtype: Any) -> tuple[float, float]:
+    """The kernel's ``r = m_t / d`` and ``s = c * r``, in the array's dtype."""
+    with np.errstate(all="ignore"):
+        r = np.asarray(trace.m_t, dtype) / np.asarray(trace.denominator, dtype)
+        s = np.asarray(coefficient, dtype) * r
+    return float(r), float(s)
+
+
+def underflowed(trace: Any, coefficient: float, lr: float, dtype: Any) -> bool:
+    """Whether an intermediate of either evaluation order fell below the
+    normal range: a subnormal result, or zero from non-zero operands."""
+    normal = float(np.finfo(dtype).tiny)
+    r, s = kernel_intermediates(trace, coefficient, dtype)
+    results_and_operands = (
+        (r, (trace.m_t,)),
+        (s, (r, coefficient)),
+        (trace.m_hat, (trace.m_t,)),
+        (trace.step_size, (lr,)),
+        (trace.update, (trace.step_size, trace.m_hat)),
+    )
+    for x, operands in results_and_operands:
+        if 0 < abs(x) < normal or (x == 0 and all(o != 0 for o in operands)):
+            return True
+    return False
+
+
+def theta_tolerance(trace: Any, coefficient: float, lr: float, dtype: Any) -> float:
     """The allowed |kernel param - reference param| for one element."""
-    tiny = float(np.finfo(dtype).smallest_subnormal)
-    scale = max(abs(theta_old), abs(trace.param_t))
-    subnormal = tiny * (abs(step) + abs(trace.step_size) + abs(trace.m_hat) + 2) / 2
-    return 4 * ulp(trace.update, dtype) + ulp(scale, dtype) + subnormal
+    scale = max(abs(trace.param_decayed), abs(trace.param_t))
+    tolerance = 4 * ulp(trace.update, dtype) + ulp(scale, dtype)
+    if underflowed(trace, coefficient, lr, dtype):
+        tiny = float(np.finfo(dtype).smallest_subnormal)
+        factors = coefficient + abs(trace.step_size) + abs(trace.m_hat) + 2
+        tolerance += tiny * factors / 2
+    return tolerance
 
 
 def overflowed(trace: Any, coefficient: float, dtype: Any) -> bool:
     """Whether an intermediate of either evaluation order overflowed: became
     non-finite although its operands were finite."""
     fin = math.isfinite
-    with np.errstate(all="ignore"):
-        r = float(np.asarray(trace.m_t, dtype) / np.asarray(trace.denominator, dtype))
-        s = float(np.asarray(coefficient, dtype) * np.asarray(r, dtype))
+    r, s = kernel_intermediates(trace, coefficient, dtype)
     m_t, d = trace.m_t, trace.denominator
     return (
         (fin(m_t) and fin(trace.bias_correction) and not fin(trace.m_hat))
@@ -105,7 +133,7 @@ def check_element(
         if bits(got_param, dtype) != bits(expected, dtype):
             return f"param: kernel {got_param!r} != reference {expected!r}"
         return None
-    tolerance = theta_tolerance(trace, trace.param_decayed, coefficient, dtype)
+    tolerance = theta_tolerance(trace, coefficient, hyper["lr"], dtype)
     if not abs(got_param - expected) <= tolerance:
         return (
             f"param: kernel {got_param!r} vs reference {expected!r}: "
