@@ -1,0 +1,96 @@
+"""The benchmark runs end to end and reports what it promises (never timing values)."""
+
+import argparse
+import json
+
+import pytest
+
+from adamax_cy import bench
+
+FAST = ",".join([bench.FLOOR, bench.INPLACE, bench.INPLACE_1T, bench.NUMPY, bench.NUMPY_OUT])
+TIMING_FIELDS = {"implementation", "dtype", "n", "median_s", "q1_s", "q3_s", "min_s", "max_s",
+                 "spread", "calls_per_batch", "batches", "gbps", "floor_pct", "speedup"}
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bench") / "out.json"
+    plot = path.with_suffix(".png")
+    argv = ["--smoke", "--only", FAST, "--json", str(path), "--no-progress"]
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        plot = None
+    else:
+        argv += ["--plot", str(plot)]
+    assert bench.main(argv) == 0
+    return json.loads(path.read_text()), plot
+
+
+def test_every_implementation_size_and_dtype_is_reported(smoke):
+    results, _ = smoke
+    s = results["settings"]
+    expected = {(i, d, n) for i in FAST.split(",") for d in s["dtypes"] for n in s["sizes"]}
+    got = {(r["implementation"], r["dtype"], r["n"]) for r in results["results"]}
+    assert got == expected
+    for r in results["results"]:
+        assert set(r) == TIMING_FIELDS
+        assert r["batches"] == s["batches"]
+        assert r["min_s"] <= r["q1_s"] <= r["median_s"] <= r["q3_s"] <= r["max_s"]
+        assert set(r["speedup"]) == {bench.NUMPY, bench.NUMPY_OUT}
+        assert r["floor_pct"] is not None
+
+
+def test_floor_is_the_reference_of_its_group(smoke):
+    results, _ = smoke
+    for r in results["results"]:
+        if r["implementation"] == bench.FLOOR:
+            assert r["floor_pct"] == pytest.approx(100.0)
+        if r["implementation"] == bench.NUMPY:
+            assert r["speedup"][bench.NUMPY] == pytest.approx(1.0)
+
+
+def test_many_arrays_and_targets_are_reported(smoke):
+    results, _ = smoke
+    arrays, elements = results["settings"]["many"]
+    assert [e["dtype"] for e in results["many"]] == results["settings"]["dtypes"]
+    for e in results["many"]:
+        assert (e["arrays"], e["elements"]) == (arrays, elements)
+        assert e["ratio"] == pytest.approx(e["many_s"] / e["one_s"])
+    statuses = {t["name"]: t["status"] for t in results["targets"]}
+    assert len(statuses) == 6
+    assert set(statuses.values()) <= {"pass", "miss", "not measured"}
+    # The smoke sizes stop at 1,000 elements: the large-array targets cannot be judged.
+    assert statuses["16M float64: >= 90% of the floor"] == "not measured"
+
+
+def test_machine_is_described(smoke):
+    results, _ = smoke
+    m = results["machine"]
+    assert {"version", "cpu", "logical_cpus", "openmp", "default_threads",
+            "serial_threshold"} <= set(m)
+
+
+def test_plot_is_written(smoke):
+    _, plot = smoke
+    if plot is None:
+        pytest.skip("matplotlib is not installed")
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_parser_can_be_hosted_by_another_command():
+    parser = argparse.ArgumentParser()
+    bench.configure_parser(parser)
+    args = parser.parse_args(["--quick", "--sizes", "1,1e3", "--json", "-"])
+    s = bench.settings(args)
+    assert s["sizes"] == [1, 1000]
+    assert s["dtypes"] == ["float32", "float64"]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--quick", "--smoke"])
+
+
+def test_unknown_implementation_is_refused():
+    parser = argparse.ArgumentParser()
+    bench.configure_parser(parser)
+    with pytest.raises(SystemExit, match="unknown implementation"):
+        bench.settings(parser.parse_args(["--only", "nonesuch"]))
