@@ -6,9 +6,14 @@ ADAMAX_CY_OPENMP   "0" builds serially, "1" requires OpenMP; unset probes for it
 ADAMAX_CY_DEBUG    "1" turns bounds checking and initialisation checks back on.
 ADAMAX_CY_NATIVE   "1" compiles for this machine's CPU (-march=native): faster,
                    but the build is no longer portable to older CPUs.
+ADAMAX_CY_LEVELS   "0" builds the element loops for the baseline only; by
+                   default, on x86-64 with gcc or clang, they are also built for
+                   x86-64-v3 (AVX2) and x86-64-v4 (AVX-512), and the kernel
+                   picks the best one the CPU supports at import.
 """
 
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -25,6 +30,7 @@ from setuptools._distutils.sysconfig import customize_compiler
 
 DEBUG = os.environ.get("ADAMAX_CY_DEBUG", "0") == "1"
 NATIVE = os.environ.get("ADAMAX_CY_NATIVE", "0") == "1"
+LEVELS = os.environ.get("ADAMAX_CY_LEVELS", "1") != "0"
 
 compiler_directives = {
     "language_level": 3,
@@ -105,24 +111,65 @@ def compile_flags():
     return flags, []
 
 
+def accepts(flags):
+    """Whether the C compiler compiles a trivial file with ``flags``."""
+    compiler = new_compiler()
+    customize_compiler(compiler)
+    tmp = tempfile.mkdtemp()
+    try:
+        source = os.path.join(tmp, "probe.c")
+        with open(source, "w") as f:
+            f.write("int main(void) { return 0; }\n")
+        compiler.compile([source], output_dir=tmp, extra_postargs=flags)
+        return True
+    except CompileError:
+        return False
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# The element loops, one module per instruction-set level (the kernel
+# chooses at import): the same source, so the same results, at every level.
+LOOP_LEVELS = [("baseline", [])]
+if (LEVELS and not NATIVE and platform.machine().lower() in ("x86_64", "amd64")
+        and not sysconfig.get_platform().startswith("win")):
+    for name, flags in (
+        ("x86_64_v3", ["-march=x86-64-v3"]),
+        ("x86_64_v4", ["-march=x86-64-v4", "-mprefer-vector-width=512"]),
+    ):
+        if accepts(flags):
+            LOOP_LEVELS.append((name, flags))
+        else:
+            print(f"adamax_cy: the compiler does not accept {flags}; "
+                  f"not building the {name} loops", file=sys.stderr)
+
+
 openmp = choose_openmp()
 cflags, ldflags = compile_flags()
 if openmp is not None:
     cflags += openmp[0]
     ldflags += openmp[1]
 
+define_macros = [("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")]
 extensions = [
     Extension(
         "adamax_cy._kernel",
         ["adamax_cy/_kernel.pyx"],
         include_dirs=[numpy.get_include()],
-        define_macros=[
-            ("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION"),
-            ("ADAMAX_CY_CFLAGS", '"' + " ".join(cflags) + '"'),
-        ],
+        define_macros=define_macros
+        + [("ADAMAX_CY_CFLAGS", '"' + " ".join(cflags) + '"')],
         extra_compile_args=cflags,
         extra_link_args=ldflags,
     )
+] + [
+    Extension(
+        f"adamax_cy._loops_{name}",
+        [f"adamax_cy/_loops_{name}.pyx"],
+        define_macros=define_macros,
+        extra_compile_args=cflags + flags,
+        extra_link_args=ldflags,
+    )
+    for name, flags in LOOP_LEVELS
 ]
 
 setup(

@@ -30,6 +30,8 @@ def config() -> dict[str, Any]:
         "openmp": _kernel.openmp_enabled(),
         "default_threads": _kernel.max_threads(),
         "serial_threshold": _kernel.serial_threshold,
+        "level": _kernel.level(),
+        "levels_available": ", ".join(_kernel.available_levels()),
         "compiler": _kernel.compiler_version(),
         "compile_flags": _kernel.compile_flags(),
         "numpy": np.__version__,

@@ -6,6 +6,11 @@ from numpy.typing import NDArray
 _Float = NDArray[np.float32] | NDArray[np.float64]
 
 serial_threshold: int
+LEVELS: tuple[str, ...]
+
+def available_levels() -> tuple[str, ...]: ...
+def level() -> str: ...
+def use_level(name: str) -> str | None: ...
 
 def update(
     param: _Float,
@@ -42,6 +47,38 @@ def update_many(
 def floor(
     param: _Float, grad: _Float, m: _Float, u: _Float, scale: float, num_threads: int
 ) -> None: ...
+def step_inplace(
+    param: Any,
+    grad: Any,
+    m: Any,
+    u: Any,
+    t: Any,
+    lr: Any,
+    beta1: Any,
+    beta2: Any,
+    eps: Any,
+    weight_decay: Any,
+    decoupled_weight_decay: Any,
+    maximize: Any,
+    convention: Any,
+    num_threads: Any,
+) -> bool: ...
+def step_many(
+    params: Any,
+    grads: Any,
+    ms: Any,
+    us: Any,
+    t: Any,
+    lr: Any,
+    beta1: Any,
+    beta2: Any,
+    eps: Any,
+    weight_decay: Any,
+    decoupled_weight_decay: Any,
+    maximize: Any,
+    convention: Any,
+    num_threads: Any,
+) -> bool: ...
 def all_finite(x: _Float, num_threads: int) -> bool: ...
 def openmp_enabled() -> bool: ...
 def max_threads() -> int: ...

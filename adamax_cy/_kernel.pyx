@@ -1,18 +1,33 @@
-"""The Adamax update loop: numbers only.
+"""The Adamax update: threads, dispatch and the fast checks; numbers only.
 
-Every function here trusts its arguments: shapes, dtypes, contiguity,
-aliasing and hyperparameter ranges were checked by the caller
-(:mod:`adamax_cy.api`). The arrays are flat views of the user's arrays.
+The element loops live in one extension module per instruction-set level
+(``_loops_<level>``, all built from ``_loops.pxi``); the best level this CPU
+supports is chosen once, at import. ``update``, ``update_many``, ``floor``
+and ``all_finite`` trust their arguments: the caller
+(:mod:`adamax_cy.api`) checked them. ``step_inplace`` and ``step_many``
+check their arguments themselves, and update only when every check passes
+in the common case; they return False, having written nothing, for the
+caller's Python checks to run (and raise the error, or handle the rarer
+layouts).
 """
 
+import importlib
+import os
+
+from cpython.long cimport PyLong_AsLongLongAndOverflow
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.pycapsule cimport PyCapsule_GetPointer
 from cython.parallel cimport prange
-from libc.math cimport fabs
+from libc.limits cimport INT_MAX
+from libc.math cimport isfinite, pow
 from libc.stdint cimport uintptr_t
+from libc.stdlib cimport qsort
 
 cimport numpy as cnp
 
 cnp.import_array()
 
+from adamax_cy._loops cimport Coefficients, Loops
 from adamax_cy._openmp cimport ADAMAX_CY_OPENMP, omp_get_max_threads
 
 cdef extern from *:
@@ -25,90 +40,116 @@ cdef extern from *:
     #else
     #define ADAMAX_CY_COMPILER "unknown"
     #endif
+
+    /* The highest x86-64 level this CPU and OS support: 1, 3 or 4. */
+    static int adamax_cy_cpu_level(void) {
+    #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+        __builtin_cpu_init();
+        int v3 = __builtin_cpu_supports("avx") && __builtin_cpu_supports("avx2")
+                 && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi")
+                 && __builtin_cpu_supports("bmi2");
+        int v4 = v3 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+                 && __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512dq")
+                 && __builtin_cpu_supports("avx512vl");
+        return v4 ? 4 : (v3 ? 3 : 1);
+    #else
+        return 1;
+    #endif
+    }
     """
     const char* ADAMAX_CY_CFLAGS
     const char* ADAMAX_CY_COMPILER
+    int adamax_cy_cpu_level() noexcept
 
 ctypedef fused floating:
     float
     double
 
 # Below this many elements one thread does the whole step: starting a team
-# costs more than it saves. Measured with ``python -m adamax_cy bench``.
+# costs more than it saves. Measured with ``python -m adamax_cy.bench``.
 cdef Py_ssize_t SERIAL_THRESHOLD = 32768
 serial_threshold = SERIAL_THRESHOLD
 
 
-cdef struct Coefficients:
-    # Computed once per call in double precision by the caller.
-    double beta1
-    double one_minus_beta1
-    double beta2
-    double eps
-    double step_size            # lr / (1 - beta1**t)
-    double weight_decay
-    double lr_weight_decay      # lr * weight_decay
-    bint torch_convention
-    bint maximize
-    bint l2_weight_decay
-    bint decoupled_weight_decay
+# ---------------------------------------------------------------- levels
+
+#: Instruction-set levels, oldest first, and the module built for each.
+LEVELS = ("baseline", "x86-64-v3", "x86-64-v4")
+_MODULES = {"baseline": "_loops_baseline", "x86-64-v3": "_loops_x86_64_v3",
+            "x86-64-v4": "_loops_x86_64_v4"}
+_CPU_RANK = {1: 0, 3: 1, 4: 2}
+
+cdef const Loops* ACTIVE = NULL
+cdef dict _capsules = {}  # level -> capsule (keeps its module's loops alive)
 
 
-cdef inline floating nan_max(floating a, floating b) noexcept nogil:
-    # Like numpy.maximum: NaN in either argument gives NaN.
-    return a if (a > b or a != a) else b
+def _load_levels():
+    # The levels both built and supported by this CPU, oldest first.
+    supported = LEVELS[:_CPU_RANK[adamax_cy_cpu_level()] + 1]
+    for name in supported:
+        try:
+            module = importlib.import_module("adamax_cy." + _MODULES[name])
+        except ImportError:  # not built for this level
+            continue
+        _capsules[name] = module.loops()
 
 
-cdef inline void update_range(
-    floating* param,
-    const floating* grad,
-    floating* m,
-    floating* u,
-    Py_ssize_t start,
-    Py_ssize_t stop,
-    const Coefficients* k,
-) noexcept nogil:
-    # Coefficients rounded once to the array's dtype; every operation below
-    # is done in that dtype, in the order of SPEC.md.
-    cdef floating beta1 = <floating>k.beta1
-    cdef floating one_minus_beta1 = <floating>k.one_minus_beta1
-    cdef floating beta2 = <floating>k.beta2
-    cdef floating eps = <floating>k.eps
-    cdef floating step_size = <floating>k.step_size
-    cdef floating weight_decay = <floating>k.weight_decay
-    cdef floating lr_weight_decay = <floating>k.lr_weight_decay
-    cdef bint torch_convention = k.torch_convention
-    cdef bint maximize = k.maximize
-    cdef bint l2 = k.l2_weight_decay
-    cdef bint decoupled = k.decoupled_weight_decay
-    cdef Py_ssize_t i
-    cdef floating g, theta, m_t, u_t, denominator, ratio
-    for i in range(start, stop):
-        g = grad[i]
-        theta = param[i]
-        if maximize:
-            g = -g
-        if l2:
-            g = g + weight_decay * theta
-        if decoupled:
-            theta = theta - lr_weight_decay * theta
-        m_t = beta1 * m[i] + one_minus_beta1 * g
-        if torch_convention:
-            u_t = nan_max(beta2 * u[i], <floating>fabs(g) + eps)
-            denominator = u_t
-        else:
-            u_t = nan_max(beta2 * u[i], <floating>fabs(g))
-            denominator = u_t + eps
-        ratio = m_t / denominator
-        if m_t == 0 and denominator == 0:
-            ratio = 0  # eps = 0 and no gradient yet: leave the parameter as it is
-        param[i] = theta - step_size * ratio
-        m[i] = m_t
-        u[i] = u_t
+def available_levels():
+    """The instruction-set levels built here that this CPU can run, oldest first."""
+    return tuple(_capsules)
 
+
+def level():
+    """The instruction-set level whose loops are in use."""
+    return ACTIVE.level.decode()
+
+
+def use_level(name):
+    """Use the loops of level ``name``; returns the previous level (tests, benchmark)."""
+    global ACTIVE
+    if name not in _capsules:
+        raise ValueError(f"level {name!r} is not available here; available: "
+                         f"{available_levels()}")
+    previous = None if ACTIVE == NULL else level()
+    ACTIVE = <const Loops*>PyCapsule_GetPointer(_capsules[name], b"adamax_cy._loops.Loops")
+    return previous
+
+
+def _initial_level():
+    # ADAMAX_CY_LEVEL caps the level (for example "baseline"); the default
+    # is the highest available.
+    available = available_levels()
+    wanted = os.environ.get("ADAMAX_CY_LEVEL", "").strip()
+    if wanted in LEVELS:
+        below = [name for name in available if LEVELS.index(name) <= LEVELS.index(wanted)]
+        if below:
+            return below[len(below) - 1]
+    if not available:
+        raise ImportError("adamax_cy: no build of the element loops can be imported")
+    return available[len(available) - 1]
+
+
+_load_levels()
+use_level(_initial_level())
+
+
+# ---------------------------------------------------------------- threads
 
 cdef inline int resolve_threads(int num_threads) noexcept nogil:
     return omp_get_max_threads() if num_threads <= 0 else num_threads
+
+
+cdef inline Py_ssize_t block_count(Py_ssize_t n, int threads) noexcept nogil:
+    return threads if n >= SERIAL_THRESHOLD else 1
+
+
+cdef inline void update_range(floating* param, const floating* grad, floating* m,
+                              floating* u, Py_ssize_t start, Py_ssize_t stop,
+                              const Coefficients* k) noexcept nogil:
+    if floating is float:
+        ACTIVE.update32(param, grad, m, u, start, stop, k)
+    else:
+        ACTIVE.update64(param, grad, m, u, start, stop, k)
 
 
 cdef void update_blocks(
@@ -123,10 +164,12 @@ cdef void update_blocks(
     # One contiguous block per thread: the inner loop stays a plain
     # vectorisable loop, and the result does not depend on the split.
     cdef int threads = resolve_threads(num_threads)
-    cdef Py_ssize_t blocks = threads if n >= SERIAL_THRESHOLD else 1
+    cdef Py_ssize_t blocks = block_count(n, threads)
     cdef Py_ssize_t b
-    for b in prange(blocks, schedule="static", num_threads=threads,
-                    use_threads_if=blocks > 1):
+    if blocks == 1:
+        update_range(param, grad, m, u, 0, n, k)
+        return
+    for b in prange(blocks, schedule="static", num_threads=threads):
         update_range(param, grad, m, u, b * n // blocks, (b + 1) * n // blocks, k)
 
 
@@ -134,7 +177,7 @@ cdef Coefficients make_coefficients(
     double beta1, double beta2, double eps, double step_size,
     double weight_decay, double lr_weight_decay,
     bint torch_convention, bint maximize, bint decoupled_weight_decay,
-) noexcept:
+) noexcept nogil:
     cdef Coefficients k
     k.beta1 = beta1
     k.one_minus_beta1 = 1.0 - beta1
@@ -178,6 +221,165 @@ def update(
                       param.shape[0], &k, num_threads)
 
 
+# ---------------------------------------------------------------- the fast checks
+
+cdef int real(object value, double* out) noexcept:
+    # A Python float or int, as float() converts it; 0 for anything else
+    # (the caller's checks decide).
+    cdef long long i
+    cdef int overflow = 0
+    if type(value) is float:
+        out[0] = <double>value
+        return 1
+    if type(value) is int:
+        i = PyLong_AsLongLongAndOverflow(value, &overflow)
+        if overflow:
+            return 0
+        out[0] = <double>i  # rounded to nearest, as float() rounds
+        return 1
+    return 0
+
+
+cdef int flag(object value, bint* out) noexcept:
+    if value is True:
+        out[0] = True
+        return 1
+    if value is False:
+        out[0] = False
+        return 1
+    return 0
+
+
+cdef int fast_coefficients(
+    object t, object lr, object beta1, object beta2, object eps, object weight_decay,
+    object decoupled_weight_decay, object maximize, object convention, object num_threads,
+    Coefficients* k, int* threads,
+) noexcept:
+    # The coefficients of api.coefficients() when every value is of a common
+    # type and in range; 0 (nothing computed) otherwise.
+    cdef double lr_, beta1_, beta2_, eps_, wd
+    cdef bint decoupled, maximize_, torch_convention
+    cdef long long step, nt
+    cdef int overflow = 0
+    if type(t) is not int:
+        return 0
+    step = PyLong_AsLongLongAndOverflow(t, &overflow)
+    if overflow or step < 1:
+        return 0
+    if not (real(lr, &lr_) and real(beta1, &beta1_) and real(beta2, &beta2_)
+            and real(eps, &eps_) and real(weight_decay, &wd)):
+        return 0
+    if not (isfinite(lr_) and lr_ >= 0 and isfinite(eps_) and eps_ >= 0
+            and isfinite(wd) and wd >= 0 and 0 <= beta1_ < 1 and 0 <= beta2_ < 1):
+        return 0
+    if not (flag(decoupled_weight_decay, &decoupled) and flag(maximize, &maximize_)):
+        return 0
+    if type(convention) is not str:
+        return 0
+    if convention == "torch":
+        torch_convention = True
+    elif convention == "spec":
+        torch_convention = False
+    else:
+        return 0
+    if num_threads is None:
+        threads[0] = 0
+    elif type(num_threads) is int:
+        nt = PyLong_AsLongLongAndOverflow(num_threads, &overflow)
+        if overflow or nt < 1 or nt > INT_MAX:
+            return 0
+        threads[0] = <int>nt
+    else:
+        return 0
+    k[0] = make_coefficients(beta1_, beta2_, eps_, lr_ / (1.0 - pow(beta1_, <double>step)),
+                             wd, lr_ * wd, torch_convention, maximize_, decoupled)
+    return 1
+
+
+cdef struct Interval:
+    uintptr_t start
+    uintptr_t stop
+
+
+cdef inline bint overlap(Interval a, Interval b) noexcept nogil:
+    return a.start < b.stop and b.start < a.stop
+
+
+cdef inline Interval interval(cnp.ndarray a) noexcept:
+    cdef Interval r
+    r.start = <uintptr_t>cnp.PyArray_DATA(a)
+    r.stop = r.start + <uintptr_t>cnp.PyArray_NBYTES(a)
+    return r
+
+
+cdef bint like(cnp.ndarray a, cnp.ndarray param, int typenum, bint written) noexcept:
+    # C-contiguous, native, of param's dtype and shape; writable if written.
+    cdef int d
+    if (cnp.PyArray_TYPE(a) != typenum or not cnp.PyArray_ISNOTSWAPPED(a)
+            or not cnp.PyArray_IS_C_CONTIGUOUS(a)
+            or cnp.PyArray_NDIM(a) != cnp.PyArray_NDIM(param)):
+        return False
+    if written and not cnp.PyArray_ISWRITEABLE(a):
+        return False
+    for d in range(cnp.PyArray_NDIM(a)):
+        if cnp.PyArray_DIM(a, d) != cnp.PyArray_DIM(param, d):
+            return False
+    return True
+
+
+cdef int fast_quadruple(object param, object grad, object m, object u) noexcept:
+    # The typenum of the quadruple when the four are C-contiguous arrays of
+    # one native float dtype and one shape, param, m and u writable; else 0.
+    # Overlaps are checked by the callers.
+    cdef int typenum
+    if not (type(param) is cnp.ndarray and type(grad) is cnp.ndarray
+            and type(m) is cnp.ndarray and type(u) is cnp.ndarray):
+        return 0
+    typenum = cnp.PyArray_TYPE(<cnp.ndarray>param)
+    if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
+        return 0
+    if (like(<cnp.ndarray>param, <cnp.ndarray>param, typenum, True)
+            and like(<cnp.ndarray>grad, <cnp.ndarray>param, typenum, False)
+            and like(<cnp.ndarray>m, <cnp.ndarray>param, typenum, True)
+            and like(<cnp.ndarray>u, <cnp.ndarray>param, typenum, True)):
+        return typenum
+    return 0
+
+
+def step_inplace(param, grad, m, u, t, lr, beta1, beta2, eps, weight_decay,
+                 decoupled_weight_decay, maximize, convention, num_threads):
+    """One in-place step when every check passes; False (nothing written) otherwise."""
+    cdef Coefficients k
+    cdef int threads, typenum, i, j
+    cdef Interval spans[4]
+    if not fast_coefficients(t, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay,
+                             maximize, convention, num_threads, &k, &threads):
+        return False
+    typenum = fast_quadruple(param, grad, m, u)
+    if typenum == 0:
+        return False
+    spans[0] = interval(<cnp.ndarray>param)
+    spans[1] = interval(<cnp.ndarray>grad)
+    spans[2] = interval(<cnp.ndarray>m)
+    spans[3] = interval(<cnp.ndarray>u)
+    for i in range(4):
+        for j in range(i + 1, 4):
+            if overlap(spans[i], spans[j]):
+                return False
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>param)
+    if typenum == cnp.NPY_FLOAT32:
+        with nogil:
+            update_blocks(<float*>spans[0].start, <const float*>spans[1].start,
+                          <float*>spans[2].start, <float*>spans[3].start, n, &k, threads)
+    else:
+        with nogil:
+            update_blocks(<double*>spans[0].start, <const double*>spans[1].start,
+                          <double*>spans[2].start, <double*>spans[3].start, n, &k, threads)
+    return True
+
+
+# ---------------------------------------------------------------- many arrays
+
 cdef void many_blocks(
     floating* dtype_tag,
     const uintptr_t* params,
@@ -194,40 +396,146 @@ cdef void many_blocks(
     # among many small ones still keeps every thread busy.
     cdef Py_ssize_t n = offsets[count]
     cdef int threads = resolve_threads(num_threads)
-    cdef Py_ssize_t blocks = threads if n >= SERIAL_THRESHOLD else 1
-    cdef Py_ssize_t b, j, lo, hi, stop
-    for b in prange(blocks, schedule="static", num_threads=threads,
-                    use_threads_if=blocks > 1):
-        lo = b * n // blocks
-        hi = (b + 1) * n // blocks
-        j = 0
-        while j < count and offsets[j + 1] <= lo:
-            j = j + 1
+    cdef Py_ssize_t blocks = block_count(n, threads)
+    cdef Py_ssize_t b
+    if blocks == 1:
+        many_range(dtype_tag, params, grads, ms, us, offsets, count, k, 0, n)
+        return
+    for b in prange(blocks, schedule="static", num_threads=threads):
+        many_range(dtype_tag, params, grads, ms, us, offsets, count, k,
+                   b * n // blocks, (b + 1) * n // blocks)
+
+
+cdef inline void many_range(
+    floating* dtype_tag,
+    const uintptr_t* params,
+    const uintptr_t* grads,
+    const uintptr_t* ms,
+    const uintptr_t* us,
+    const Py_ssize_t* offsets,
+    Py_ssize_t count,
+    const Coefficients* k,
+    Py_ssize_t lo,
+    Py_ssize_t hi,
+) noexcept nogil:
+    # Elements [lo, hi) of the arrays laid end to end.
+    cdef Py_ssize_t j = 0, stop
+    while j < count and offsets[j + 1] <= lo:
+        j = j + 1
+    while lo < hi:
+        stop = offsets[j + 1] if offsets[j + 1] < hi else hi
+        update_range(<floating*>params[j], <const floating*>grads[j],
+                     <floating*>ms[j], <floating*>us[j],
+                     lo - offsets[j], stop - offsets[j], k)
+        lo = stop
+        j = j + 1
+
+
+cdef struct Table:
+    # The quadruples of one dtype: their data pointers and running offsets.
+    uintptr_t* params
+    uintptr_t* grads
+    uintptr_t* ms
+    uintptr_t* us
+    Py_ssize_t* offsets
+    Py_ssize_t count
+
+
+cdef int compare_intervals(const void* a, const void* b) noexcept nogil:
+    cdef uintptr_t x = (<const Interval*>a).start, y = (<const Interval*>b).start
+    return (x > y) - (x < y)
+
+
+cdef bint disjoint(Interval* written, Py_ssize_t nw, Interval* read, Py_ssize_t nr) noexcept nogil:
+    # No two written intervals overlap, and no read one overlaps a written one.
+    cdef Py_ssize_t i, lo, hi, mid
+    qsort(written, nw, sizeof(Interval), compare_intervals)
+    for i in range(1, nw):
+        if written[i].start < written[i - 1].stop:
+            return False
+    for i in range(nr):
+        # The last written interval starting before read[i] stops.
+        lo = 0
+        hi = nw
         while lo < hi:
-            stop = offsets[j + 1] if offsets[j + 1] < hi else hi
-            update_range(<floating*>params[j], <const floating*>grads[j],
-                         <floating*>ms[j], <floating*>us[j],
-                         lo - offsets[j], stop - offsets[j], k)
-            lo = stop
-            j = j + 1
+            mid = (lo + hi) // 2
+            if written[mid].start < read[i].stop:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo > 0 and written[lo - 1].stop > read[i].start:
+            return False
+    return True
 
 
-cdef Py_ssize_t table(list params, list grads, list ms, list us, int typenum,
-                     uintptr_t[:, ::1] pointers, Py_ssize_t[::1] offsets) except -1:
-    # Pointers and running offsets of the quadruples of one dtype; returns their count.
-    cdef Py_ssize_t j, count = 0
-    cdef cnp.ndarray p
-    for j in range(len(params)):
-        p = <cnp.ndarray>params[j]
-        if cnp.PyArray_TYPE(p) != typenum:
-            continue
-        pointers[0, count] = <uintptr_t>cnp.PyArray_DATA(p)
-        pointers[1, count] = <uintptr_t>cnp.PyArray_DATA(<cnp.ndarray>grads[j])
-        pointers[2, count] = <uintptr_t>cnp.PyArray_DATA(<cnp.ndarray>ms[j])
-        pointers[3, count] = <uintptr_t>cnp.PyArray_DATA(<cnp.ndarray>us[j])
-        offsets[count + 1] = offsets[count] + cnp.PyArray_SIZE(p)
-        count += 1
-    return count
+cdef Py_ssize_t run_many(object params, object grads, object ms, object us,
+                         Coefficients* k, int threads, bint check) except -1:
+    # Update every quadruple of the four sequences in one call. With
+    # ``check``, the fast checks come first and 0 is returned (nothing
+    # written) when one fails; returns 1 when the step was done.
+    cdef Py_ssize_t count = len(params), j, nw = 0, nr = 0
+    cdef int typenum
+    cdef Table tables[2]
+    cdef Table* table
+    cdef cnp.ndarray p, g, mm, uu
+    cdef Interval span
+    cdef Interval* written
+    cdef Interval* read
+    cdef char* memory = <char*>PyMem_Malloc(
+        2 * (4 * count * sizeof(uintptr_t) + (count + 1) * sizeof(Py_ssize_t))
+        + 4 * count * sizeof(Interval) + 1)
+    if memory == NULL:
+        raise MemoryError()
+    try:
+        for j in range(2):
+            tables[j].params = <uintptr_t*>memory + 4 * count * j
+            tables[j].grads = tables[j].params + count
+            tables[j].ms = tables[j].grads + count
+            tables[j].us = tables[j].ms + count
+        tables[0].offsets = <Py_ssize_t*>(<uintptr_t*>memory + 8 * count)
+        tables[1].offsets = tables[0].offsets + count + 1
+        written = <Interval*>(tables[1].offsets + count + 1)
+        read = written + 3 * count
+        tables[0].count = tables[1].count = 0
+        tables[0].offsets[0] = tables[1].offsets[0] = 0
+        for j in range(count):
+            if check:
+                typenum = fast_quadruple(params[j], grads[j], ms[j], us[j])
+                if typenum == 0:
+                    return 0
+            p = <cnp.ndarray>params[j]
+            g = <cnp.ndarray>grads[j]
+            mm = <cnp.ndarray>ms[j]
+            uu = <cnp.ndarray>us[j]
+            typenum = cnp.PyArray_TYPE(p)
+            if cnp.PyArray_SIZE(p) == 0:
+                continue
+            if check:
+                written[nw] = interval(p)
+                written[nw + 1] = interval(mm)
+                written[nw + 2] = interval(uu)
+                read[nr] = interval(g)
+                nw += 3
+                nr += 1
+            table = &tables[0] if typenum == cnp.NPY_FLOAT32 else &tables[1]
+            table.params[table.count] = <uintptr_t>cnp.PyArray_DATA(p)
+            table.grads[table.count] = <uintptr_t>cnp.PyArray_DATA(g)
+            table.ms[table.count] = <uintptr_t>cnp.PyArray_DATA(mm)
+            table.us[table.count] = <uintptr_t>cnp.PyArray_DATA(uu)
+            table.offsets[table.count + 1] = table.offsets[table.count] + cnp.PyArray_SIZE(p)
+            table.count += 1
+        if check and not disjoint(written, nw, read, nr):
+            return 0
+        with nogil:
+            if tables[0].count:
+                many_blocks(<float*>NULL, tables[0].params, tables[0].grads, tables[0].ms,
+                            tables[0].us, tables[0].offsets, tables[0].count, k, threads)
+            if tables[1].count:
+                many_blocks(<double*>NULL, tables[1].params, tables[1].grads, tables[1].ms,
+                            tables[1].us, tables[1].offsets, tables[1].count, k, threads)
+        return 1
+    finally:
+        PyMem_Free(memory)
 
 
 def update_many(
@@ -247,59 +555,68 @@ def update_many(
     int num_threads,
 ):
     """Update many flat quadruples (float32 and float64 mixed) in one call (no checks)."""
-    cdef Py_ssize_t size = len(params) + 1
     cdef Coefficients k = make_coefficients(
         beta1, beta2, eps, step_size, weight_decay, lr_weight_decay,
         torch_convention, maximize, decoupled_weight_decay)
-    cdef uintptr_t[:, ::1] pointers32 = cnp.PyArray_EMPTY(2, [4, size], cnp.NPY_UINTP, 0)
-    cdef uintptr_t[:, ::1] pointers64 = cnp.PyArray_EMPTY(2, [4, size], cnp.NPY_UINTP, 0)
-    cdef Py_ssize_t[::1] offsets32 = cnp.PyArray_ZEROS(1, [size], cnp.NPY_INTP, 0)
-    cdef Py_ssize_t[::1] offsets64 = cnp.PyArray_ZEROS(1, [size], cnp.NPY_INTP, 0)
-    cdef Py_ssize_t count32 = table(params, grads, ms, us, cnp.NPY_FLOAT32, pointers32, offsets32)
-    cdef Py_ssize_t count64 = table(params, grads, ms, us, cnp.NPY_FLOAT64, pointers64, offsets64)
-    with nogil:
-        if offsets32[count32] > 0:
-            many_blocks(<float*>NULL, &pointers32[0, 0], &pointers32[1, 0], &pointers32[2, 0],
-                        &pointers32[3, 0], &offsets32[0], count32, &k, num_threads)
-        if offsets64[count64] > 0:
-            many_blocks(<double*>NULL, &pointers64[0, 0], &pointers64[1, 0], &pointers64[2, 0],
-                        &pointers64[3, 0], &offsets64[0], count64, &k, num_threads)
+    run_many(params, grads, ms, us, &k, num_threads, False)
 
 
-cdef inline void floor_range(
-    floating* param,
-    const floating* grad,
-    floating* m,
-    floating* u,
-    Py_ssize_t start,
-    Py_ssize_t stop,
-    floating scale,
-) noexcept nogil:
-    # The same memory traffic as update_range (4 reads, 3 writes) with
-    # trivial arithmetic; scale = 0 leaves the values unchanged.
-    cdef Py_ssize_t i
-    cdef floating g
-    for i in range(start, stop):
-        g = scale * grad[i]
-        param[i] = param[i] + g
-        m[i] = m[i] + g
-        u[i] = u[i] + g
+def step_many(params, grads, ms, us, t, lr, beta1, beta2, eps, weight_decay,
+              decoupled_weight_decay, maximize, convention, num_threads):
+    """A step on many quadruples when every check passes; False (nothing written) otherwise."""
+    cdef Coefficients k
+    cdef int threads
+    cdef Py_ssize_t count
+    if not fast_coefficients(t, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay,
+                             maximize, convention, num_threads, &k, &threads):
+        return False
+    for seq in (params, grads, ms, us):
+        if type(seq) is not list and type(seq) is not tuple:
+            return False
+    count = len(params)
+    if len(grads) != count or len(ms) != count or len(us) != count:
+        return False
+    return run_many(params, grads, ms, us, &k, threads, True) == 1
+
+
+# ---------------------------------------------------------------- the floor
+
+cdef void floor_blocks(floating* param, const floating* grad, floating* m, floating* u,
+                       Py_ssize_t n, double scale, int num_threads) noexcept nogil:
+    # update_blocks with the floor's loops.
+    cdef int threads = resolve_threads(num_threads)
+    cdef Py_ssize_t blocks = block_count(n, threads)
+    cdef Py_ssize_t b
+    if blocks == 1:
+        floor_range(param, grad, m, u, 0, n, scale)
+        return
+    for b in prange(blocks, schedule="static", num_threads=threads):
+        floor_range(param, grad, m, u, b * n // blocks, (b + 1) * n // blocks, scale)
+
+
+cdef inline void floor_range(floating* param, const floating* grad, floating* m, floating* u,
+                             Py_ssize_t start, Py_ssize_t stop, double scale) noexcept nogil:
+    if floating is float:
+        ACTIVE.floor32(param, grad, m, u, start, stop, scale)
+    else:
+        ACTIVE.floor64(param, grad, m, u, start, stop, scale)
 
 
 def floor(floating[::1] param, const floating[::1] grad, floating[::1] m, floating[::1] u,
           double scale, int num_threads):
-    """The memory floor of a step: adds ``scale * grad`` to param, m and u (no checks)."""
-    cdef Py_ssize_t n = param.shape[0]
-    cdef int threads = resolve_threads(num_threads)
-    cdef Py_ssize_t blocks = threads if n >= SERIAL_THRESHOLD else 1
-    cdef Py_ssize_t b
-    if n == 0:
-        return
-    for b in prange(blocks, schedule="static", num_threads=threads,
-                    use_threads_if=blocks > 1, nogil=True):
-        floor_range(&param[0], &grad[0], &m[0], &u[0], b * n // blocks, (b + 1) * n // blocks,
-                    <floating>scale)
+    """The memory floor of a step: adds ``scale * grad`` to param, m and u (no checks).
 
+    The same bytes as a step (4 reads, 3 writes per element), the same
+    split between threads and the same instruction-set level, with trivial
+    arithmetic: the practical memory limit of the machine.
+    """
+    if param.shape[0] == 0:
+        return
+    with nogil:
+        floor_blocks(&param[0], &grad[0], &m[0], &u[0], param.shape[0], scale, num_threads)
+
+
+# ---------------------------------------------------------------- the rest
 
 cdef bint all_finite_range(const floating* x, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
     cdef Py_ssize_t i
@@ -313,7 +630,7 @@ def all_finite(const floating[::1] x, int num_threads):
     """Whether every element of flat ``x`` is finite (parallel, no allocation)."""
     cdef Py_ssize_t n = x.shape[0]
     cdef int threads = resolve_threads(num_threads)
-    cdef Py_ssize_t blocks = threads if n >= SERIAL_THRESHOLD else 1
+    cdef Py_ssize_t blocks = block_count(n, threads)
     cdef Py_ssize_t b
     cdef int bad = 0
     if n == 0:

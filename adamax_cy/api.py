@@ -298,6 +298,11 @@ def adamax_step_inplace(
     >>> m
     array([0.01, 0.02, 0.03])
     """
+    # The common case is checked and run in compiled code; anything else
+    # (an error to report, F order, a strided grad...) takes the checks below.
+    if _kernel.step_inplace(param, grad, m, u, t, lr, beta1, beta2, eps, weight_decay,
+                            decoupled_weight_decay, maximize, convention, num_threads):
+        return
     h = check_hyperparameters(
         t,
         num_threads,
@@ -541,6 +546,9 @@ def adamax_step_many(
     >>> params[0]
     array([0.998, 0.998])
     """
+    if _kernel.step_many(params, grads, ms, us, t, lr, beta1, beta2, eps, weight_decay,
+                         decoupled_weight_decay, maximize, convention, num_threads):
+        return
     h = check_hyperparameters(
         t,
         num_threads,

@@ -292,7 +292,7 @@ def allocation_per_step(n: int, dtype: str, steps: int = 20) -> int:
     """Peak bytes traced by ``tracemalloc`` over ``steps`` in-place steps."""
     p, g, m, u = state(n, dtype)
     adamax_step_inplace(p, g, m, u, STEP)
-    calls = [None] * steps
+    calls = iter([None] * steps)  # made before tracing starts
     tracemalloc.start()
     try:
         tracemalloc.reset_peak()

@@ -1,0 +1,141 @@
+# The element loops, compiled once per instruction-set level: each
+# _loops_<level>.pyx includes this file and is built with that level's
+# -march flag (setup.py). The source is the same for every level and
+# -ffp-contract=off forbids fused multiply-adds, so every level computes
+# the same operations in the same order and gives bitwise the same results.
+
+from cpython.pycapsule cimport PyCapsule_New
+from libc.math cimport fabs
+
+from adamax_cy._loops cimport Coefficients, Loops
+
+ctypedef fused floating:
+    float
+    double
+
+
+cdef inline floating nan_max(floating a, floating b) noexcept nogil:
+    # Like numpy.maximum: NaN in either argument gives NaN.
+    return a if (a > b or a != a) else b
+
+
+cdef inline void update_loop(
+    floating* param,
+    const floating* grad,
+    floating* m,
+    floating* u,
+    Py_ssize_t start,
+    Py_ssize_t stop,
+    const Coefficients* k,
+    bint torch_convention,
+    bint maximize,
+    bint l2,
+    bint decoupled,
+) noexcept nogil:
+    # Coefficients rounded once to the array's dtype; every operation below
+    # is done in that dtype, in the order of SPEC.md.
+    cdef floating beta1 = <floating>k.beta1
+    cdef floating one_minus_beta1 = <floating>k.one_minus_beta1
+    cdef floating beta2 = <floating>k.beta2
+    cdef floating eps = <floating>k.eps
+    cdef floating step_size = <floating>k.step_size
+    cdef floating weight_decay = <floating>k.weight_decay
+    cdef floating lr_weight_decay = <floating>k.lr_weight_decay
+    cdef Py_ssize_t i
+    cdef floating g, theta, m_t, u_t, denominator, ratio
+    for i in range(start, stop):
+        g = grad[i]
+        theta = param[i]
+        if maximize:
+            g = -g
+        if l2:
+            g = g + weight_decay * theta
+        if decoupled:
+            theta = theta - lr_weight_decay * theta
+        m_t = beta1 * m[i] + one_minus_beta1 * g
+        if torch_convention:
+            u_t = nan_max(beta2 * u[i], <floating>fabs(g) + eps)
+            denominator = u_t
+        else:
+            u_t = nan_max(beta2 * u[i], <floating>fabs(g))
+            denominator = u_t + eps
+        ratio = m_t / denominator
+        if m_t == 0 and denominator == 0:
+            ratio = 0  # eps = 0 and no gradient yet: leave the parameter as it is
+        param[i] = theta - step_size * ratio
+        m[i] = m_t
+        u[i] = u_t
+
+
+cdef inline void update_range(
+    floating* param,
+    const floating* grad,
+    floating* m,
+    floating* u,
+    Py_ssize_t start,
+    Py_ssize_t stop,
+    const Coefficients* k,
+) noexcept nogil:
+    # Constant flags in the common cases, so that the compiler emits a
+    # loop without the unused branches for each of them.
+    if k.maximize or k.l2_weight_decay or k.decoupled_weight_decay:
+        update_loop(param, grad, m, u, start, stop, k, k.torch_convention, k.maximize,
+                    k.l2_weight_decay, k.decoupled_weight_decay)
+    elif k.torch_convention:
+        update_loop(param, grad, m, u, start, stop, k, True, False, False, False)
+    else:
+        update_loop(param, grad, m, u, start, stop, k, False, False, False, False)
+
+
+cdef inline void floor_range(
+    floating* param,
+    const floating* grad,
+    floating* m,
+    floating* u,
+    Py_ssize_t start,
+    Py_ssize_t stop,
+    double scale,
+) noexcept nogil:
+    # The memory traffic of update_range (4 reads, 3 writes per element)
+    # with trivial arithmetic; scale = 0 leaves the values as they are.
+    cdef floating s = <floating>scale
+    cdef Py_ssize_t i
+    cdef floating g
+    for i in range(start, stop):
+        g = s * grad[i]
+        param[i] = param[i] + g
+        m[i] = m[i] + g
+        u[i] = u[i] + g
+
+
+cdef void update32(float* param, const float* grad, float* m, float* u,
+                   Py_ssize_t start, Py_ssize_t stop, const Coefficients* k) noexcept nogil:
+    update_range(param, grad, m, u, start, stop, k)
+
+
+cdef void update64(double* param, const double* grad, double* m, double* u,
+                   Py_ssize_t start, Py_ssize_t stop, const Coefficients* k) noexcept nogil:
+    update_range(param, grad, m, u, start, stop, k)
+
+
+cdef void floor32(float* param, const float* grad, float* m, float* u,
+                  Py_ssize_t start, Py_ssize_t stop, double scale) noexcept nogil:
+    floor_range(param, grad, m, u, start, stop, scale)
+
+
+cdef void floor64(double* param, const double* grad, double* m, double* u,
+                  Py_ssize_t start, Py_ssize_t stop, double scale) noexcept nogil:
+    floor_range(param, grad, m, u, start, stop, scale)
+
+
+cdef Loops LOOPS
+LOOPS.level = LEVEL
+LOOPS.update32 = update32
+LOOPS.update64 = update64
+LOOPS.floor32 = floor32
+LOOPS.floor64 = floor64
+
+
+def loops():
+    """The loops of this level, in a capsule for the kernel."""
+    return PyCapsule_New(<void*>&LOOPS, b"adamax_cy._loops.Loops", NULL)

@@ -1,0 +1,5 @@
+"""The element loops built for the x86-64-v4 instruction-set level."""
+
+cdef const char* LEVEL = b"x86-64-v4"
+
+include "_loops.pxi"
