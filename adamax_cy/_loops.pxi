@@ -5,13 +5,20 @@
 # the same operations in the same order and gives bitwise the same results.
 
 from cpython.pycapsule cimport PyCapsule_New
-from libc.math cimport fabs
+from libc.math cimport fabs, fabsf
 
 from adamax_cy._loops cimport Coefficients, Loops
 
 ctypedef fused floating:
     float
     double
+
+
+cdef inline floating absolute(floating x) noexcept nogil:
+    if floating is float:
+        return fabsf(x)
+    else:
+        return fabs(x)
 
 
 cdef inline floating nan_max(floating a, floating b) noexcept nogil:
@@ -54,10 +61,10 @@ cdef inline void update_loop(
             theta = theta - lr_weight_decay * theta
         m_t = beta1 * m[i] + one_minus_beta1 * g
         if torch_convention:
-            u_t = nan_max(beta2 * u[i], <floating>fabs(g) + eps)
+            u_t = nan_max(beta2 * u[i], absolute(g) + eps)
             denominator = u_t
         else:
-            u_t = nan_max(beta2 * u[i], <floating>fabs(g))
+            u_t = nan_max(beta2 * u[i], absolute(g))
             denominator = u_t + eps
         ratio = m_t / denominator
         if m_t == 0 and denominator == 0:
@@ -65,6 +72,27 @@ cdef inline void update_loop(
         param[i] = theta - step_size * ratio
         m[i] = m_t
         u[i] = u_t
+
+
+cdef inline void update_torch(
+    floating* param, const floating* grad, floating* m, floating* u,
+    Py_ssize_t start, Py_ssize_t stop, const Coefficients* k,
+    bint maximize, bint l2, bint decoupled,
+) noexcept nogil:
+    if k.torch_convention:
+        update_loop(param, grad, m, u, start, stop, k, True, maximize, l2, decoupled)
+    else:
+        update_loop(param, grad, m, u, start, stop, k, False, maximize, l2, decoupled)
+
+
+cdef inline void update_maximize(
+    floating* param, const floating* grad, floating* m, floating* u,
+    Py_ssize_t start, Py_ssize_t stop, const Coefficients* k, bint l2, bint decoupled,
+) noexcept nogil:
+    if k.maximize:
+        update_torch(param, grad, m, u, start, stop, k, True, l2, decoupled)
+    else:
+        update_torch(param, grad, m, u, start, stop, k, False, l2, decoupled)
 
 
 cdef inline void update_range(
@@ -76,15 +104,14 @@ cdef inline void update_range(
     Py_ssize_t stop,
     const Coefficients* k,
 ) noexcept nogil:
-    # Constant flags in the common cases, so that the compiler emits a
-    # loop without the unused branches for each of them.
-    if k.maximize or k.l2_weight_decay or k.decoupled_weight_decay:
-        update_loop(param, grad, m, u, start, stop, k, k.torch_convention, k.maximize,
-                    k.l2_weight_decay, k.decoupled_weight_decay)
-    elif k.torch_convention:
-        update_loop(param, grad, m, u, start, stop, k, True, False, False, False)
+    # Each combination of the flags becomes a loop of its own, with the
+    # flags constant, so that every one is a plain vectorisable loop.
+    if k.l2_weight_decay:
+        update_maximize(param, grad, m, u, start, stop, k, True, False)
+    elif k.decoupled_weight_decay:
+        update_maximize(param, grad, m, u, start, stop, k, False, True)
     else:
-        update_loop(param, grad, m, u, start, stop, k, False, False, False, False)
+        update_maximize(param, grad, m, u, start, stop, k, False, False)
 
 
 cdef inline void floor_range(
