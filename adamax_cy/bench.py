@@ -304,6 +304,45 @@ def allocation_per_step(n: int, dtype: str, steps: int = 20) -> int:
         tracemalloc.stop()
 
 
+THRESHOLD_SIZES = tuple(int(4096 * 2 ** (k / 2)) for k in range(13))  # 4,096 ... 262,144
+
+
+def measure_threshold(dtypes: Sequence[str], batches: int, batch_seconds: float,
+                      progress: Any) -> dict[str, Any]:
+    """One thread against all threads around the serial threshold, threads forced on.
+
+    For each dtype, the smallest size from which all threads are faster than
+    one at every larger size measured, judged on the lower quartile of the
+    batches (the batches least disturbed by other work on the machine).
+    """
+    previous = _kernel.set_serial_threshold(0)
+    out: dict[str, Any] = {"sizes": list(THRESHOLD_SIZES), "dtypes": {}}
+    try:
+        for dtype in dtypes:
+            rows = []
+            for n in THRESHOLD_SIZES:
+                progress.set_description(f"threshold {dtype} n={n}")
+                p, g, m, u = state(n, dtype)
+                ns = {"step": adamax_step_inplace, "p": p, "g": g, "m": m, "u": u, "t": STEP}
+                named = [("one", timeit.Timer("step(p, g, m, u, t, num_threads=1)", globals=ns)),
+                         ("all", timeit.Timer("step(p, g, m, u, t)", globals=ns))]
+                samples = time_interleaved(named, batches, batch_seconds, progress)
+                one, all_ = (summarise(k, dtype, n, *samples[k]) for k in ("one", "all"))
+                rows.append({"n": n, "one_thread_q1_s": one.q1_s, "all_threads_q1_s": all_.q1_s,
+                             "one_thread_median_s": one.median_s,
+                             "all_threads_median_s": all_.median_s,
+                             "ratio_q1": all_.q1_s / one.q1_s})
+            crossover = None
+            for row in reversed(rows):
+                if row["ratio_q1"] >= 1:
+                    break
+                crossover = row["n"]
+            out["dtypes"][dtype] = {"rows": rows, "crossover": crossover}
+    finally:
+        _kernel.set_serial_threshold(previous)
+    return out
+
+
 @dataclass
 class Target:
     name: str
@@ -393,7 +432,7 @@ def evaluate(
         "" if worst is None else (
             f"worst: {worst[2]} n={worst[3]}: default/1-thread = {worst[0]:.3f} "
             f"(noise {worst[1]:.3f} = max(5%, interquartile spread)); "
-            f"serial threshold {_kernel.serial_threshold}"),
+            f"serial threshold {_kernel.serial_threshold} bytes per array"),
         {} if worst is None else {"worst_ratio": worst[0], "noise": worst[1],
                                   "dtype": worst[2], "n": worst[3]}))
 
@@ -491,6 +530,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", metavar="NAME,...",
                         help="implementations to time (default all): " + ", ".join(
                             IMPLEMENTATIONS))
+    parser.add_argument("--threshold", action="store_true",
+                        help="measure only where all threads start to beat one (threads "
+                        "forced on), to set the kernel's serial threshold")
     parser.add_argument("--no-many", action="store_true",
                         help="skip the many-arrays comparison")
     parser.add_argument("--json", metavar="PATH",
@@ -647,12 +689,33 @@ def plot(results: dict[str, Any], path: str) -> None:
     plt.close(fig)
 
 
+def threshold_report(results: dict[str, Any], file: Any = sys.stdout) -> None:
+    print(f"serial threshold now: {results['serial_threshold_bytes']} bytes per array; "
+          "all threads / one thread (lower quartiles of the batches):", file=file)
+    for dtype, entry in results["threshold"]["dtypes"].items():
+        print(f"{dtype}: " + ", ".join(f"{r['n']}: {r['ratio_q1']:.2f}" for r in entry["rows"]),
+              file=file)
+        print(f"  all threads faster from {entry['crossover']} elements on", file=file)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark with parsed options; 0 on success."""
     s = settings(args)
     to_stdout = args.json == "-"
-    results = benchmark(s, progress_bar=not args.no_progress)
-    report(results, file=sys.stderr if to_stdout else sys.stdout)
+    out = sys.stderr if to_stdout else sys.stdout
+    if args.threshold:
+        progress = _progress(len(THRESHOLD_SIZES) * len(s["dtypes"]) * s["batches"],
+                             not args.no_progress, [])
+        try:
+            results = {"machine": machine(), "serial_threshold_bytes": _kernel.serial_threshold,
+                       "threshold": measure_threshold(s["dtypes"], s["batches"],
+                                                      s["batch_seconds"] / 5, progress)}
+        finally:
+            progress.close()
+        threshold_report(results, out)
+    else:
+        results = benchmark(s, progress_bar=not args.no_progress)
+        report(results, file=out)
     if args.json:
         text = json.dumps(results, indent=2)
         if to_stdout:
@@ -660,7 +723,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             with open(args.json, "w") as f:
                 f.write(text + "\n")
-    if args.plot:
+    if args.plot and not args.threshold:
         try:
             plot(results, args.plot)
         except ImportError:
