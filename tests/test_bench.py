@@ -16,7 +16,8 @@ TIMING_FIELDS = {"implementation", "dtype", "n", "median_s", "q1_s", "q3_s", "mi
 def smoke(tmp_path_factory):
     path = tmp_path_factory.mktemp("bench") / "out.json"
     plot = path.with_suffix(".png")
-    argv = ["--smoke", "--only", FAST, "--json", str(path), "--no-progress"]
+    argv = ["--smoke", "--only", FAST, "--json", str(path), "--no-progress",
+            "--markdown", str(path.with_suffix(".md"))]
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -69,6 +70,15 @@ def test_machine_is_described(smoke):
     m = results["machine"]
     assert {"version", "cpu", "logical_cpus", "openmp", "default_threads",
             "serial_threshold"} <= set(m)
+
+
+def test_markdown_has_a_row_per_result_and_target(smoke, tmp_path_factory):
+    results, plot = smoke
+    text = next(tmp_path_factory.getbasetemp().glob("bench*/out.md")).read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| float")]
+    assert len(rows) == len(results["results"]) + len(results["many"])
+    for t in results["targets"]:
+        assert f"| {t['name']} | **{t['status']}** |" in text
 
 
 def test_plot_is_written(smoke):
