@@ -16,6 +16,8 @@ OPTIONS = [
     {"maximize": True, "weight_decay": 0.01},
     {"weight_decay": 0.1, "decoupled_weight_decay": True},
     {"eps": 0.0},
+    {"eps": 1e-50},  # 0 once rounded to float32
+    {"convention": "torch", "eps": 0.0},
     {"convention": "torch", "weight_decay": 0.1},
     {"convention": "torch", "maximize": True, "weight_decay": 0.1,
      "decoupled_weight_decay": True},
