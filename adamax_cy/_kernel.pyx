@@ -21,7 +21,6 @@ from cython.parallel cimport prange
 from libc.limits cimport INT_MAX
 from libc.math cimport isfinite, pow
 from libc.stdint cimport uintptr_t
-from libc.stdlib cimport qsort
 
 cimport numpy as cnp
 
@@ -309,9 +308,40 @@ cdef int fast_coefficients(
     return 1
 
 
-cdef struct Interval:
-    uintptr_t start
-    uintptr_t stop
+cdef extern from *:
+    """
+    typedef struct { uintptr_t start; uintptr_t stop; } adamax_cy_interval;
+
+    /* Sort intervals by start: quicksort (middle pivot) with insertion sort
+       for short runs, comparisons inline (qsort's calls through a pointer
+       cost more than the sorting itself here). */
+    static void adamax_cy_sort(adamax_cy_interval* a, Py_ssize_t n) {
+        while (n > 16) {
+            uintptr_t pivot = a[n / 2].start;
+            Py_ssize_t i = 0, j = n - 1;
+            for (;;) {
+                while (a[i].start < pivot) i++;
+                while (a[j].start > pivot) j--;
+                if (i >= j) break;
+                adamax_cy_interval t = a[i]; a[i] = a[j]; a[j] = t;
+                i++; j--;
+            }
+            /* [0, j] <= pivot <= [j + 1, n): recurse on the smaller side */
+            if (j + 1 < n - j - 1) { adamax_cy_sort(a, j + 1); a += j + 1; n -= j + 1; }
+            else { adamax_cy_sort(a + j + 1, n - j - 1); n = j + 1; }
+        }
+        for (Py_ssize_t i = 1; i < n; i++) {
+            adamax_cy_interval t = a[i];
+            Py_ssize_t j = i;
+            while (j > 0 && a[j - 1].start > t.start) { a[j] = a[j - 1]; j--; }
+            a[j] = t;
+        }
+    }
+    """
+    ctypedef struct Interval "adamax_cy_interval":
+        uintptr_t start
+        uintptr_t stop
+    void sort_intervals "adamax_cy_sort"(Interval* a, Py_ssize_t n) noexcept nogil
 
 
 cdef inline bint overlap(Interval a, Interval b) noexcept nogil:
@@ -454,15 +484,16 @@ cdef struct Table:
     Py_ssize_t count
 
 
-cdef int compare_intervals(const void* a, const void* b) noexcept nogil:
-    cdef uintptr_t x = (<const Interval*>a).start, y = (<const Interval*>b).start
-    return (x > y) - (x < y)
-
-
 cdef bint disjoint(Interval* written, Py_ssize_t nw, Interval* read, Py_ssize_t nr) noexcept nogil:
     # No two written intervals overlap, and no read one overlaps a written one.
     cdef Py_ssize_t i, lo, hi, mid
-    qsort(written, nw, sizeof(Interval), compare_intervals)
+    cdef bint ordered = True
+    for i in range(1, nw):
+        if written[i].start < written[i - 1].start:
+            ordered = False
+            break
+    if not ordered:  # arrays allocated one after the other often are
+        sort_intervals(written, nw)
     for i in range(1, nw):
         if written[i].start < written[i - 1].stop:
             return False

@@ -194,3 +194,21 @@ def test_many_refused_calls_raise_the_python_checks_error_and_write_nothing(name
     for x, y in zip(lists, before):
         for a, b in zip(x, y):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_many_overlap_check_on_many_arrays_in_any_order(seed):
+    # Quadruples cut from one buffer in a random order: disjoint, then one overlap.
+    rng = np.random.default_rng(seed)
+    count, size = 300, 3
+    buffer = np.zeros(4 * count * size + 1)
+    pieces = [buffer[i * size:(i + 1) * size] for i in rng.permutation(4 * count)]
+    lists = [pieces[i::4] for i in range(4)]
+    assert _kernel.step_many(*lists, 3, *(DEFAULTS[k] for k in ORDER)) is True
+    j = int(rng.integers(count))
+    start = lists[3][j].__array_interface__["data"][0] - buffer.__array_interface__["data"][0]
+    shifted = buffer[start // 8 + 1:start // 8 + 1 + size]  # overlaps u[j] and its neighbour
+    lists[0][(j + 1) % count] = shifted
+    assert _kernel.step_many(*lists, 3, *(DEFAULTS[k] for k in ORDER)) is False
+    with pytest.raises(ValueError, match="overlap"):
+        adamax_step_many(*lists, 3)
