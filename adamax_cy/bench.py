@@ -459,6 +459,10 @@ def machine() -> dict[str, Any]:
     info["cpu"] = _cpu_name()
     info["logical_cpus"] = os.cpu_count()
     info["machine"] = platform.machine()
+    info["environment"] = {k: v for k, v in os.environ.items()
+                           if k.startswith(("OMP_", "GOMP_", "KMP_", "ADAMAX_CY_"))}
+    if hasattr(os, "getloadavg"):
+        info["load_average"] = list(os.getloadavg())
     torch = _torch()
     if torch is not None:
         info["torch"] = torch.__version__
@@ -607,8 +611,11 @@ def benchmark(s: dict[str, Any], progress_bar: bool = True) -> dict[str, Any]:
         progress.close()
     allocations = {f"{d} n={n}": allocation_per_step(n, d)
                    for d in s["dtypes"] for n in (1, max(s["sizes"]))}
+    info = machine()
+    if hasattr(os, "getloadavg"):  # other work on the machine disturbs threads
+        info["load_average_end"] = list(os.getloadavg())
     return {
-        "machine": machine(),
+        "machine": info,
         "settings": s,
         "notes": notes,
         "results": [asdict(t) for t in timings],
@@ -631,6 +638,12 @@ def report(results: dict[str, Any], file: Any = sys.stdout) -> None:
     print(f"adamax_cy {m['version']} on {m['cpu']} ({m['logical_cpus']} logical CPUs), "
           f"level {m.get('level', 'baseline')}, {m['default_threads']} default threads, "
           f"numpy {m['numpy']}" + (f", torch {m['torch']}" if "torch" in m else ""), file=file)
+    if m.get("environment"):
+        print("environment: " + " ".join(f"{k}={v}" for k, v in m["environment"].items()),
+              file=file)
+    if "load_average_end" in m:
+        print("load average at the end (1, 5, 15 min): "
+              + ", ".join(f"{x:.2f}" for x in m["load_average_end"]), file=file)
     header = (f"{'dtype':<8}{'n':>10}  {'implementation':<30}{'median':>10}{'spread':>8}"
               f"{'GB/s':>8}{'floor%':>8}{'x numpy':>9}{'x torch':>9}")
     print(header, file=file)
