@@ -64,22 +64,20 @@ ctypedef fused floating:
     float
     double
 
-# Arrays smaller than this many bytes (each of the four) are updated by one
-# thread: starting a team costs more than it saves. With vectorised loops the
-# time per element grows with the itemsize, so the threshold is in bytes:
-# 65,536 float32 or 32,768 float64 elements. Measured on 2 cores (AMD EPYC,
-# AVX-512) with ``python -m adamax_cy.bench --threshold``: one thread is
-# faster up to about 32,768 float32 and 16,384-24,576 float64 elements.
-cdef Py_ssize_t SERIAL_THRESHOLD = 262144
+# Below this many elements one thread does the whole step: starting a team
+# costs more than it saves. Measured on 2 cores (AMD EPYC, AVX-512) with
+# ``python -m adamax_cy.bench --threshold`` at a quiet moment: all threads
+# beat one from about 32,768 float32 and 16,384-24,576 float64 elements.
+cdef Py_ssize_t SERIAL_THRESHOLD = 32768
 serial_threshold = SERIAL_THRESHOLD
 
 
-def set_serial_threshold(Py_ssize_t nbytes):
-    """Set the serial threshold in bytes per array (to measure it); returns the previous one."""
+def set_serial_threshold(Py_ssize_t n):
+    """Set the serial threshold in elements (to measure it); returns the previous one."""
     global SERIAL_THRESHOLD, serial_threshold
     previous = SERIAL_THRESHOLD
-    SERIAL_THRESHOLD = nbytes
-    serial_threshold = nbytes
+    SERIAL_THRESHOLD = n
+    serial_threshold = n
     return previous
 
 
@@ -151,8 +149,8 @@ cdef inline int resolve_threads(int num_threads) noexcept nogil:
     return omp_get_max_threads() if num_threads <= 0 else num_threads
 
 
-cdef inline Py_ssize_t block_count(Py_ssize_t n, Py_ssize_t itemsize, int threads) noexcept nogil:
-    return threads if n * itemsize >= SERIAL_THRESHOLD else 1
+cdef inline Py_ssize_t block_count(Py_ssize_t n, int threads) noexcept nogil:
+    return threads if n >= SERIAL_THRESHOLD else 1
 
 
 cdef inline void update_range(floating* param, const floating* grad, floating* m,
@@ -176,7 +174,7 @@ cdef void update_blocks(
     # One contiguous block per thread: the inner loop stays a plain
     # vectorisable loop, and the result does not depend on the split.
     cdef int threads = resolve_threads(num_threads)
-    cdef Py_ssize_t blocks = block_count(n, sizeof(floating), threads)
+    cdef Py_ssize_t blocks = block_count(n, threads)
     cdef Py_ssize_t b
     if blocks == 1:
         update_range(param, grad, m, u, 0, n, k)
@@ -439,7 +437,7 @@ cdef void many_blocks(
     # among many small ones still keeps every thread busy.
     cdef Py_ssize_t n = offsets[count]
     cdef int threads = resolve_threads(num_threads)
-    cdef Py_ssize_t blocks = block_count(n, sizeof(floating), threads)
+    cdef Py_ssize_t blocks = block_count(n, threads)
     cdef Py_ssize_t b
     if blocks == 1:
         many_range(dtype_tag, params, grads, ms, us, offsets, count, k, 0, n)
@@ -629,7 +627,7 @@ cdef void floor_blocks(floating* param, const floating* grad, floating* m, float
                        Py_ssize_t n, double scale, int num_threads) noexcept nogil:
     # update_blocks with the floor's loops.
     cdef int threads = resolve_threads(num_threads)
-    cdef Py_ssize_t blocks = block_count(n, sizeof(floating), threads)
+    cdef Py_ssize_t blocks = block_count(n, threads)
     cdef Py_ssize_t b
     if blocks == 1:
         floor_range(param, grad, m, u, 0, n, scale)
@@ -674,7 +672,7 @@ def all_finite(const floating[::1] x, int num_threads):
     """Whether every element of flat ``x`` is finite (parallel, no allocation)."""
     cdef Py_ssize_t n = x.shape[0]
     cdef int threads = resolve_threads(num_threads)
-    cdef Py_ssize_t blocks = block_count(n, sizeof(floating), threads)
+    cdef Py_ssize_t blocks = block_count(n, threads)
     cdef Py_ssize_t b
     cdef int bad = 0
     if n == 0:

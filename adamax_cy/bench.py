@@ -432,7 +432,7 @@ def evaluate(
         "" if worst is None else (
             f"worst: {worst[2]} n={worst[3]}: default/1-thread = {worst[0]:.3f} "
             f"(noise {worst[1]:.3f} = max(5%, interquartile spread)); "
-            f"serial threshold {_kernel.serial_threshold} bytes per array"),
+            f"serial threshold {_kernel.serial_threshold} elements"),
         {} if worst is None else {"worst_ratio": worst[0], "noise": worst[1],
                                   "dtype": worst[2], "n": worst[3]}))
 
@@ -730,7 +730,7 @@ def plot(results: dict[str, Any], path: str) -> None:
 
 
 def threshold_report(results: dict[str, Any], file: Any = sys.stdout) -> None:
-    print(f"serial threshold now: {results['serial_threshold_bytes']} bytes per array; "
+    print(f"serial threshold now: {results['serial_threshold']} elements; "
           "all threads / one thread (lower quartiles of the batches):", file=file)
     for dtype, entry in results["threshold"]["dtypes"].items():
         print(f"{dtype}: " + ", ".join(f"{r['n']}: {r['ratio_q1']:.2f}" for r in entry["rows"]),
@@ -747,7 +747,7 @@ def run(args: argparse.Namespace) -> int:
         progress = _progress(len(THRESHOLD_SIZES) * len(s["dtypes"]) * s["batches"],
                              not args.no_progress, [])
         try:
-            results = {"machine": machine(), "serial_threshold_bytes": _kernel.serial_threshold,
+            results = {"machine": machine(), "serial_threshold": _kernel.serial_threshold,
                        "threshold": measure_threshold(s["dtypes"], s["batches"],
                                                       s["batch_seconds"] / 5, progress)}
         finally:
