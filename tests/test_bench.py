@@ -7,7 +7,7 @@ import pytest
 
 from adamax_cy import bench
 
-FAST = ",".join([bench.FLOOR, bench.INPLACE, bench.INPLACE_1T, bench.NUMPY, bench.NUMPY_OUT])
+FAST = ",".join([bench.FLOOR, bench.FLOOR_1T, bench.INPLACE, bench.INPLACE_1T, bench.NUMPY, bench.NUMPY_OUT])
 TIMING_FIELDS = {"implementation", "dtype", "n", "median_s", "q1_s", "q3_s", "min_s", "max_s",
                  "spread", "calls_per_batch", "batches", "gbps", "floor_pct", "speedup"}
 
