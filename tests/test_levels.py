@@ -98,3 +98,10 @@ def test_environment_variable_caps_the_level():
         env=env, capture_output=True, text=True, check=True,
     )
     assert out.stdout.strip() == "baseline"
+
+
+def test_stubs_match_the_loop_modules(tmp_path):
+    modules = [f"adamax_cy.{_kernel._MODULES[name]}" for name in LEVELS]
+    out = subprocess.run([sys.executable, "-m", "mypy.stubtest", *modules],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
