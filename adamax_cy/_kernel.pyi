@@ -6,6 +6,7 @@ from numpy.typing import NDArray
 _Float = NDArray[np.float32] | NDArray[np.float64]
 
 serial_threshold: int
+thread_limit: int
 LEVELS: tuple[str, ...]
 
 def set_serial_threshold(n: int) -> int: ...

@@ -68,6 +68,11 @@ ctypedef fused floating:
 # costs more than it saves. Measured on 2 cores (AMD EPYC, AVX-512) with
 # ``python -m adamax_cy.bench --threshold`` at a quiet moment: all threads
 # beat one from about 32,768 float32 and 16,384-24,576 float64 elements.
+# More threads than this are refused: thread creation would fail (and
+# abort the process inside the OpenMP runtime) long before they could help.
+cdef int THREAD_LIMIT = 1024
+thread_limit = THREAD_LIMIT
+
 cdef Py_ssize_t SERIAL_THRESHOLD = 32768
 serial_threshold = SERIAL_THRESHOLD
 
@@ -176,10 +181,8 @@ cdef void update_blocks(
     cdef int threads = resolve_threads(num_threads)
     cdef Py_ssize_t blocks = block_count(n, threads)
     cdef Py_ssize_t b
-    if blocks == 1:
-        update_range(param, grad, m, u, 0, n, k)
-        return
-    for b in prange(blocks, schedule="static", num_threads=threads):
+    for b in prange(blocks, schedule="static", num_threads=threads,
+                    use_threads_if=blocks > 1):
         update_range(param, grad, m, u, b * n // blocks, (b + 1) * n // blocks, k)
 
 
@@ -296,7 +299,7 @@ cdef int fast_coefficients(
         threads[0] = 0
     elif type(num_threads) is int:
         nt = PyLong_AsLongLongAndOverflow(num_threads, &overflow)
-        if overflow or nt < 1 or nt > INT_MAX:
+        if overflow or nt < 1 or nt > THREAD_LIMIT:
             return 0
         threads[0] = <int>nt
     else:
@@ -439,10 +442,8 @@ cdef void many_blocks(
     cdef int threads = resolve_threads(num_threads)
     cdef Py_ssize_t blocks = block_count(n, threads)
     cdef Py_ssize_t b
-    if blocks == 1:
-        many_range(dtype_tag, params, grads, ms, us, offsets, count, k, 0, n)
-        return
-    for b in prange(blocks, schedule="static", num_threads=threads):
+    for b in prange(blocks, schedule="static", num_threads=threads,
+                    use_threads_if=blocks > 1):
         many_range(dtype_tag, params, grads, ms, us, offsets, count, k,
                    b * n // blocks, (b + 1) * n // blocks)
 
@@ -629,10 +630,8 @@ cdef void floor_blocks(floating* param, const floating* grad, floating* m, float
     cdef int threads = resolve_threads(num_threads)
     cdef Py_ssize_t blocks = block_count(n, threads)
     cdef Py_ssize_t b
-    if blocks == 1:
-        floor_range(param, grad, m, u, 0, n, scale)
-        return
-    for b in prange(blocks, schedule="static", num_threads=threads):
+    for b in prange(blocks, schedule="static", num_threads=threads,
+                    use_threads_if=blocks > 1):
         floor_range(param, grad, m, u, b * n // blocks, (b + 1) * n // blocks, scale)
 
 

@@ -70,8 +70,9 @@ cdef inline void update_loop(
             denominator = u_t + eps
         ratio = m_t / denominator
         if zero_guard and m_t == 0 and denominator == 0:
-            ratio = 0  # eps = 0 and no gradient yet: leave the parameter as it is
-        param[i] = theta - step_size * ratio
+            param[i] = theta  # eps = 0 and no gradient yet: leave the parameter as it is
+        else:
+            param[i] = theta - step_size * ratio
         m[i] = m_t
         u[i] = u_t
 

@@ -20,6 +20,7 @@ from ._defaults import BETA1, BETA2, CONVENTIONS, EPS, LR
 __all__ = ["adamax_step", "adamax_step_inplace", "adamax_step_many"]
 
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+MAX_STEP = 2**63  # beta1**t needs t as a double; far beyond any training run
 _ARRAY_NAMES = ("param", "grad", "m", "u")
 
 
@@ -74,19 +75,22 @@ def check_step(t: Any) -> int:
         raise TypeError(
             f"t must be an integer >= 1, got {type(t).__name__} {t!r}"
         ) from None
-    if step < 1:
-        raise ValueError(f"t must be an integer >= 1, got {t!r}")
+    if not 1 <= step < MAX_STEP:
+        raise ValueError(f"t must be an integer >= 1 (and below 2**63), got {t!r}")
     return step
 
 
 def check_num_threads(num_threads: Any) -> int:
-    """``None`` (the OpenMP default, returned as 0) or a positive int."""
+    """``None`` (the OpenMP default, returned as 0) or an int in [1, thread_limit]."""
     if num_threads is None:
         return 0
     if isinstance(num_threads, (bool, np.bool_)) or not isinstance(num_threads, numbers.Integral):
         raise TypeError(f"num_threads must be None or an integer >= 1, got {num_threads!r}")
-    if num_threads < 1:
-        raise ValueError(f"num_threads must be None or an integer >= 1, got {num_threads!r}")
+    if not 1 <= num_threads <= _kernel.thread_limit:
+        raise ValueError(
+            f"num_threads must be None or an integer from 1 to {_kernel.thread_limit}, "
+            f"got {num_threads!r}"
+        )
     return int(num_threads)
 
 
@@ -142,7 +146,9 @@ def check_hyperparameters(t: Any, num_threads: Any = None, **options: Any) -> Hy
 
 
 def _flat(a: np.ndarray, order: Literal["C", "F"]) -> np.ndarray:
-    return a.reshape(-1, order=order)  # a view: the array is contiguous in `order`
+    # A view (the array is contiguous in `order`); as a base ndarray, since a
+    # subclass such as np.matrix would not flatten to one dimension.
+    return a.view(np.ndarray).reshape(-1, order=order)
 
 
 def check_arrays(
@@ -320,6 +326,11 @@ def adamax_step_inplace(
 
 def _as_float_array(name: str, value: Any) -> np.ndarray:
     a = np.asarray(value)
+    if a.dtype.kind == "f" and a.dtype.itemsize > 8:
+        raise TypeError(
+            f"{name} has dtype {a.dtype}, which float64 would round; "
+            "supported dtypes are float32 and float64"
+        )
     if a.dtype.kind not in "iuf":
         raise TypeError(
             f"{name} must hold real numbers (float32 or float64), got dtype {a.dtype}"

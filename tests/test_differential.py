@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from contract import assert_contract
+from contract import arithmetic, assert_contract, bits, step_coefficient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import DTYPES, hyperparameters, states, steps, values
 
 from adamax_cy import adamax_step, adamax_step_inplace
+from adamax_cy.reference import adamax_trace
 
 
 @given(state=states(), t=steps, hyper=hyperparameters())
@@ -106,3 +107,36 @@ def test_eps_that_rounds_to_zero_in_float32(eps):
     m, u = np.zeros(2, np.float32), np.zeros(2, np.float32)
     adamax_step_inplace(param, grad, m, u, 1, eps=eps)
     assert param[0] == 1.5 and np.isfinite(param[1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("options", [{}, {"maximize": True}, {"weight_decay": 0.1}])
+def test_eps_zero_guard_holds_when_the_step_size_overflows(dtype, options):
+    """lr / (1 - beta1**t) may overflow to inf; an element with nothing to learn
+    from must still be left as it is, not become inf * 0 = NaN."""
+    lr = 1e308 if dtype == np.float64 else 3e38
+    param = np.array([1.5, -0.0], dtype)
+    zeros = [np.zeros(2, dtype) for _ in range(3)]
+    adamax_step_inplace(param, *zeros, 1, lr=lr, beta1=0.5, eps=0.0, **options)
+    expected = [adamax_trace(p, 0.0, 0.0, 0.0, 1, lr=lr, beta1=0.5, eps=0.0,
+                             arithmetic=arithmetic(dtype), **options).param_t for p in (1.5, -0.0)]
+    assert [bits(x, dtype) for x in param.tolist()] == [bits(x, dtype) for x in expected]
+
+
+@given(state=states(), t=steps, hyper=hyperparameters())
+def test_parameter_follows_the_documented_evaluation_order(state, t, hyper):
+    """Beyond the contract's bound: the kernel's parameter is exactly
+    ``theta - c * (m_t / d)`` done in the array's dtype, with ``c`` rounded once
+    from double, so a computation in wider precision would be caught."""
+    dtype = state["dtype"]
+    before = [np.ravel(state[k]).tolist() for k in ("param", "grad", "m", "u")]
+    adamax_step_inplace(state["param"], state["grad"], state["m"], state["u"], t, **hyper)
+    c = np.asarray(step_coefficient(t, hyper["lr"], hyper["beta1"]), dtype)
+    for i, got in enumerate(np.ravel(state["param"]).tolist()):
+        tr = adamax_trace(*(column[i] for column in before), t, arithmetic=arithmetic(dtype), **hyper)
+        with np.errstate(all="ignore"):
+            r = np.asarray(tr.m_t, dtype) / np.asarray(tr.denominator, dtype)
+            expected = np.asarray(tr.param_decayed, dtype) - c * r
+        if tr.m_t == 0 and tr.denominator == 0:
+            expected = np.asarray(tr.param_decayed, dtype)
+        assert bits(got, dtype) == bits(float(expected), dtype), (i, got, float(expected))

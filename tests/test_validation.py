@@ -73,7 +73,7 @@ def test_bad_arrays(case):
 
 
 HYPER_CASES = [
-    ({"t": 0}, ValueError, r"t must be an integer >= 1, got 0"),
+    ({"t": 0}, ValueError, r"t must be an integer >= 1 \(and below 2\*\*63\), got 0"),
     ({"t": -3}, ValueError, r"t must be an integer >= 1"),
     ({"t": 1.0}, TypeError, r"t must be an integer >= 1, got float"),
     ({"t": True}, TypeError, r"t must be an integer >= 1, got the bool"),
@@ -92,7 +92,10 @@ HYPER_CASES = [
     ({"convention": "keras"}, ValueError, r"convention must be one of \('spec', 'torch'\), got 'keras'"),
     ({"maximize": "yes"}, TypeError, r"maximize must be a bool"),
     ({"decoupled_weight_decay": 1}, TypeError, r"decoupled_weight_decay must be a bool"),
-    ({"num_threads": 0}, ValueError, r"num_threads must be None or an integer >= 1"),
+    ({"num_threads": 0}, ValueError, r"num_threads must be None or an integer from 1 to 1024"),
+    ({"num_threads": 50_000}, ValueError, r"num_threads must be None or an integer from 1 to 1024"),
+    ({"num_threads": 2**31}, ValueError, r"num_threads must be None or an integer from 1 to 1024"),
+    ({"t": 10**400}, ValueError, r"t must be an integer >= 1 \(and below 2\*\*63\)"),
     ({"num_threads": 2.0}, TypeError, r"num_threads must be None or an integer >= 1"),
     ({"num_threads": True}, TypeError, r"num_threads must be None or an integer >= 1"),
 ]
@@ -115,6 +118,7 @@ def test_functional_step_checks_the_same(kwargs, exc, match):
 
 
 @pytest.mark.parametrize("bad, exc, match", [
+    ({"param": np.ones(4, np.longdouble)}, TypeError, r"param has dtype float128, which float64 would round"),
     ({"grad": [1.0, 2.0]}, ValueError, r"shape mismatch: param has shape \(4,\) but grad has shape \(2,\)"),
     ({"m": ["a", "b", "c", "d"]}, TypeError, r"m must hold real numbers"),
     ({"u": [1j, 2j, 3j, 4j]}, TypeError, r"u must hold real numbers"),
@@ -149,3 +153,19 @@ def test_valid_edge_inputs_are_accepted():
     g.flags.writeable = False
     adamax_step_inplace(f[0], g, f[2], f[3], 1)
     assert np.all(f[0] == adamax_step(1.0, 1.0, 1.0, 1.0, 1)[0])
+
+
+def test_large_thread_counts_are_refused_before_threads_start():
+    """Many more threads than any machine has would abort the process in the
+    OpenMP runtime; the call refuses them instead (arrays above the serial threshold)."""
+    arrays = {k: np.ones(40_000) for k in ("param", "grad", "m", "u")}
+    call_and_check_unchanged(arrays, ValueError, r"num_threads", num_threads=50_000)
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
+def test_matrix_subclass_is_updated_like_its_array():
+    param = np.matrix([[1.0, 2.0]])
+    grad, m, u = np.matrix([[0.1, 0.2]]), np.matrix([[0.0, 0.0]]), np.matrix([[0.0, 0.0]])
+    adamax_step_inplace(param, grad, m, u, 1)
+    expected = adamax_step([1.0, 2.0], [0.1, 0.2], [0.0, 0.0], [0.0, 0.0], 1)[0]
+    assert np.asarray(param).ravel().tolist() == expected.tolist()
