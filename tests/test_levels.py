@@ -91,11 +91,11 @@ def test_the_level_in_use_is_available_and_reported():
         _kernel.use_level("nonesuch")
 
 
-def test_environment_variable_caps_the_level():
+def test_environment_variable_caps_the_level(tmp_path):
     env = dict(os.environ, ADAMAX_CY_LEVEL="baseline")
-    out = subprocess.run(
+    out = subprocess.run(  # outside the checkout, so the installed package is imported
         [sys.executable, "-c", "from adamax_cy import _kernel; print(_kernel.level())"],
-        env=env, capture_output=True, text=True, check=True,
+        env=env, capture_output=True, text=True, check=True, cwd=tmp_path,
     )
     assert out.stdout.strip() == "baseline"
 
