@@ -1,0 +1,63 @@
+"""Sphinx configuration for the adamax_cy documentation.
+
+Build: ``pip install ".[docs]"`` then
+``sphinx-build -W --keep-going -b html docs docs/_build/html`` (and
+``-b doctest`` for the examples). Everything is served from the build
+directory itself, MathJax included, so the site reads offline.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.abspath("_ext"))
+
+import adamax_cy  # noqa: E402
+
+project = "adamax_cy"
+author = "The adamax_cy developers"
+copyright = "the adamax_cy developers"
+version = release = adamax_cy.__version__
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.doctest",
+    "sphinx.ext.mathjax",
+    "numpydoc",
+    "sphinx_copybutton",
+    "myst_parser",
+    # MathJax 3 from a PyPI package, copied into _static/mathjax: no CDN.
+    "sphinx-mathjax-offline",
+    "adamax_docs",
+]
+
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+# Markdown pages written elsewhere are included by the page that owns them.
+exclude_patterns = ["_build", "conformance.md", "performance.md", "README.md"]
+
+# Offline: the MathJax copy shipped with the docs (see sphinx-mathjax-offline).
+mathjax_path = "mathjax/tex-chtml.js"
+
+html_theme = "furo"
+html_title = f"adamax_cy {release}"
+html_static_path = ["_static"]
+html_show_sourcelink = False
+
+# Signatures come from the functions (Cython's binding=True gives the compiled
+# ones real signatures); the line Cython embeds atop a docstring is dropped.
+autodoc_docstring_signature = False
+autodoc_member_order = "bysource"
+autodoc_typehints = "none"  # types are stated in the numpydoc Parameters
+numpydoc_show_class_members = False
+numpydoc_xref_param_type = False
+
+copybutton_prompt_text = r">>> |\.\.\. |\$ "
+copybutton_prompt_is_regexp = True
+
+# Docstring examples run under the doctest builder; they use the public names.
+doctest_global_setup = """
+import numpy as np
+import adamax_cy
+"""
+doctest_test_doctest_blocks = "default"
+
+nitpicky = False
