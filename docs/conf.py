@@ -40,6 +40,7 @@ mathjax_path = "mathjax/tex-chtml.js"
 html_theme = "furo"
 html_title = f"adamax_cy {release}"
 html_static_path = ["_static"]
+html_css_files = ["adamax.css"]
 html_show_sourcelink = False
 
 # Signatures come from the functions (Cython's binding=True gives the compiled

@@ -14,9 +14,11 @@ Directives
     ``:convention:``, ``:eps:``.
 ``.. adamax-frameworks::``
     The side-by-side table of conventions (one row per framework).
-``.. adamax-conventions-results::``
-    The worked examples computed by the library under each framework's
-    convention, with the call that reproduces it.
+``.. adamax-conventions-results:: N``
+    Worked example ``N`` computed by the library under each framework's
+    convention.
+``.. adamax-frameworks-reproduce::``
+    The call that reproduces each framework, with its own defaults.
 ``.. adamax-worked-examples::``
     The spec's table of worked examples, from ``reference/examples.py``.
 ``.. adamax-api::``
@@ -29,21 +31,30 @@ Directives
 from __future__ import annotations
 
 import inspect
+import ast
 import os
 import re
+import sys
 from decimal import Decimal, localcontext
 from fractions import Fraction
+from types import MappingProxyType
 from typing import Any, Callable, NamedTuple, Sequence
 
 from docutils import nodes
 from docutils.parsers.rst import directives
 from docutils.statemachine import StringList
 from sphinx.application import Sphinx
+from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 from sphinx.util.nodes import nested_parse_with_titles
 
 import adamax_cy
+import adamax_cy.api
+from adamax_cy.reference import adamax as reference_adamax
+from adamax_cy.reference import examples as reference_examples
 from adamax_cy.reference import DEFAULTS, WORKED_EXAMPLES, adamax_trace
+
+logger = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------
 # Formatting
@@ -90,6 +101,10 @@ class AdamaxDirective(SphinxDirective):
     """Shared helper: parse generated reST (with titles) into nodes."""
 
     def parse(self, lines: list[str]) -> list[nodes.Node]:
+        # The output depends on this file and on the code it runs: rebuild the
+        # page when either changes.
+        for module in (__file__, reference_examples.__file__, reference_adamax.__file__, adamax_cy.api.__file__):
+            self.env.note_dependency(os.path.abspath(module))
         container = nodes.container()
         nested_parse_with_titles(self.state, StringList(lines, source=self.get_source_info()[0]), container)
         return container.children
@@ -100,9 +115,10 @@ class AdamaxDirective(SphinxDirective):
 
 
 class Step(NamedTuple):
-    name: str  # reST (math) for the quantity
+    name: str  # reST for the quantity
     formula: str  # reST math for the formula
-    value: Callable[[Any, dict[str, Any]], str]  # (trace, inputs) -> substituted text
+    operands: Callable[[Any, dict[str, Any]], str]  # (trace, inputs) -> the formula with numbers
+    field: str  # the Trace field that holds the result
 
 
 def _steps(convention: str, eps: float, arithmetic: str) -> list[Step]:
@@ -112,7 +128,8 @@ def _steps(convention: str, eps: float, arithmetic: str) -> list[Step]:
         Step(
             r":math:`m_t`",
             r":math:`\beta_1 m_{t-1} + (1-\beta_1)\, g_t`",
-            lambda tr, x: f"{f(b1)} · {f(x['m'])} + {f(1 - b1)} · {f(tr.g)} = **{f(tr.m_t)}**",
+            lambda tr, x: f"{f(b1)} · {f(x['m'])} + {f(1 - b1)} · {f(tr.g)}",
+            "m_t",
         ),
     ]
     if convention == "spec":
@@ -120,12 +137,14 @@ def _steps(convention: str, eps: float, arithmetic: str) -> list[Step]:
             Step(
                 r":math:`u_t`",
                 r":math:`\max(\beta_2 u_{t-1},\ |g_t|)`",
-                lambda tr, x: f"max({f(b2)} · {f(x['u'])}, {f(abs(tr.g))}) = **{f(tr.u_t)}**",
+                lambda tr, x: f"max({f(b2)} · {f(x['u'])}, {f(abs(tr.g))})",
+                "u_t",
             ),
             Step(
-                r"denominator",
+                "denominator",
                 r":math:`u_t + \epsilon`",
-                lambda tr, x: f"{f(tr.u_t)} + {f(eps)} = **{f(tr.denominator)}**",
+                lambda tr, x: f"{f(tr.u_t)} + {f(eps)}",
+                "denominator",
             ),
         ]
     else:
@@ -133,35 +152,41 @@ def _steps(convention: str, eps: float, arithmetic: str) -> list[Step]:
             Step(
                 r":math:`u_t`",
                 r":math:`\max(\beta_2 u_{t-1},\ |g_t| + \epsilon)`",
-                lambda tr, x: f"max({f(b2)} · {f(x['u'])}, {f(abs(tr.g))} + {f(eps)}) = **{f(tr.u_t)}**",
+                lambda tr, x: f"max({f(b2)} · {f(x['u'])}, {f(abs(tr.g))} + {f(eps)})",
+                "u_t",
             ),
-            Step(r"denominator", r":math:`u_t`", lambda tr, x: f"**{f(tr.denominator)}**"),
+            Step("denominator", r":math:`u_t`", lambda tr, x: f(tr.u_t), "denominator"),
         ]
     steps += [
         Step(
-            r"bias correction",
+            "bias correction",
             r":math:`1 - \beta_1^t`",
-            lambda tr, x: f"1 − {f(b1)}^{x['t']} = **{f(tr.bias_correction)}**",
+            lambda tr, x: f"1 − {f(b1)}^{x['t']}",
+            "bias_correction",
         ),
         Step(
             r":math:`\hat m_t`",
             r":math:`m_t / (1 - \beta_1^t)`",
-            lambda tr, x: f"{f(tr.m_t)} / {f(tr.bias_correction)} = **{f(tr.m_hat)}**",
+            lambda tr, x: f"{f(tr.m_t)} / {f(tr.bias_correction)}",
+            "m_hat",
         ),
         Step(
-            r"step size",
+            "step size",
             r":math:`\alpha / \text{denominator}`",
-            lambda tr, x: f"{f(lr)} / {f(tr.denominator)} = **{f(tr.step_size)}**",
+            lambda tr, x: f"{f(lr)} / {f(tr.denominator)}",
+            "step_size",
         ),
         Step(
-            r"update",
+            "update",
             r":math:`\text{step size} \cdot \hat m_t`",
-            lambda tr, x: f"{f(tr.step_size)} · {f(tr.m_hat)} = **{f(tr.update)}**",
+            lambda tr, x: f"{f(tr.step_size)} · {f(tr.m_hat)}",
+            "update",
         ),
         Step(
             r":math:`\theta_t`",
             r":math:`\theta_{t-1} - \text{update}`",
-            lambda tr, x: f"{f(x['param'])} − {f(tr.update)} = **{f(tr.param_t)}**",
+            lambda tr, x: f"{f(tr.param_decayed)} − {f(tr.update)}",
+            "param_t",
         ),
     ]
     return steps
@@ -200,7 +225,13 @@ class TraceDirective(AdamaxDirective):
         header = ["quantity", "formula"] + (
             [f"element {i}" for i in range(len(elements))] if several else ["with the numbers"]
         )
-        rows = [[s.name, s.formula, *(s.value(tr, x) for tr, x in zip(traces, inputs))] for s in steps]
+        def cell(step: Step, tr: Any, x: dict[str, Any]) -> str:
+            result = fmt(getattr(tr, step.field), arithmetic)
+            if several:  # the operands would make the table too wide: results only
+                return result
+            return f"{step.operands(tr, x)} = **{result}**"
+
+        rows = [[s.name, s.formula, *(cell(s, tr, x) for tr, x in zip(traces, inputs))] for s in steps]
         given = ", ".join(
             f"{name} = {fmt(getattr(ex, key)) if not several else [fmt(v) for v in getattr(ex, key)]}"
             for name, key in (("θ", "param"), ("g", "grad"), ("m", "m"), ("u", "u"))
@@ -246,6 +277,7 @@ class WorkedExamplesDirective(AdamaxDirective):
 
 class Framework(NamedTuple):
     name: str
+    short: str  # for the narrow tables
     where_eps: str
     defaults: str
     weight_decay: str
@@ -262,6 +294,7 @@ _SPEC_DEFAULTS = (
 FRAMEWORKS: tuple[Framework, ...] = (
     Framework(
         name="this spec (``adamax_cy``)",
+        short="spec",
         where_eps=r"added to the norm: :math:`\alpha / (u_t + \epsilon)`",
         defaults=_SPEC_DEFAULTS,
         weight_decay="``weight_decay`` (L2, PyTorch's), or decoupled with ``decoupled_weight_decay=True``",
@@ -271,6 +304,7 @@ FRAMEWORKS: tuple[Framework, ...] = (
     ),
     Framework(
         name="Keras / TensorFlow ``Adamax``",
+        short="Keras, TF",
         where_eps=r"added to the norm: :math:`\alpha / (u_t + \epsilon)` (as the spec)",
         defaults="learning_rate = 0.001, beta_1 = 0.9, beta_2 = 0.999, epsilon = 1e-07",
         weight_decay=r"``weight_decay`` (Keras 3), decoupled: :math:`\theta \leftarrow \theta - \alpha\lambda\theta` before the step",
@@ -283,6 +317,7 @@ FRAMEWORKS: tuple[Framework, ...] = (
     ),
     Framework(
         name="PyTorch ``torch.optim.Adamax``",
+        short="PyTorch",
         where_eps=r"inside the max: :math:`u_t = \max(\beta_2 u_{t-1}, |g_t| + \epsilon)`, divide by :math:`u_t`",
         defaults="lr = 0.002, betas = (0.9, 0.999), eps = 1e-08",
         weight_decay=r"``weight_decay``, L2: :math:`g \leftarrow g + \lambda\theta` (after ``maximize``)",
@@ -292,6 +327,7 @@ FRAMEWORKS: tuple[Framework, ...] = (
     ),
     Framework(
         name="Optax ``adamax`` / ``adamaxw``",
+        short="Optax",
         where_eps=r"inside the max, as PyTorch",
         defaults="learning_rate passed explicitly; b1 = 0.9, b2 = 0.999, eps = 1e-08",
         weight_decay=r"``adamax``: none; ``adamaxw``: ``weight_decay`` (default 1e-4), decoupled",
@@ -304,6 +340,7 @@ FRAMEWORKS: tuple[Framework, ...] = (
     ),
     Framework(
         name="the paper (Algorithm 2)",
+        short="paper",
         where_eps=r"no ε: :math:`\theta_t = \theta_{t-1} - (\alpha / (1-\beta_1^t))\, m_t / u_t`",
         defaults="α = 0.002, β₁ = 0.9, β₂ = 0.999",
         weight_decay="none",
@@ -313,6 +350,7 @@ FRAMEWORKS: tuple[Framework, ...] = (
     ),
     Framework(
         name="MXNet ``mxnet.optimizer.Adamax``",
+        short="MXNet",
         where_eps=r"no ε: ``weight -= lr / (1 - beta1**t) * m / u``",
         defaults="learning_rate = 0.002, beta1 = 0.9, beta2 = 0.999",
         weight_decay=r"``wd``, L2: ``grad = clip(grad * rescale_grad, clip_gradient) + wd * weight``",
@@ -329,35 +367,74 @@ class FrameworksDirective(AdamaxDirective):
     """The side-by-side table of conventions."""
 
     def run(self) -> list[nodes.Node]:
-        header = ["", "where ε goes", "defaults", "weight decay", "maximize", "reproduce with"]
-        rows = [
-            [fw.name, fw.where_eps, fw.defaults, fw.weight_decay, fw.maximize, f"``{fw.reproduce}``"]
-            for fw in FRAMEWORKS
-        ]
-        return self.parse(rst_table(header, rows, widths="14 20 18 20 12 26"))
+        header = ["", "where ε goes", "defaults", "weight decay", "maximize"]
+        rows = [[fw.name, fw.where_eps, fw.defaults, fw.weight_decay, fw.maximize] for fw in FRAMEWORKS]
+        return self.parse(rst_table(header, rows, widths="16 28 20 24 12"))
+
+
+class ReproduceDirective(AdamaxDirective):
+    """For each framework, the call that reproduces it with its own defaults."""
+
+    def run(self) -> list[nodes.Node]:
+        lines = [".. code-block:: python", ""]
+        for fw in FRAMEWORKS:
+            call = fw.reproduce
+            if len(call) > 72:  # keywords on a line of their own
+                head, sep, tail = call.partition(", ")
+                while "=" not in tail.partition(", ")[0]:
+                    more, sep, tail = tail.partition(", ")
+                    head += ", " + more
+                call = head + ",\n" + " " * len("adamax_step(") + tail
+            lines += [f"   # {fw.name.replace('``', '')}"]
+            lines += [f"   {line}" for line in call.splitlines()]
+        lines.append("")
+        return self.parse(lines)
+
+
+def _show(v: Any) -> str:
+    v = v.tolist() if hasattr(v, "tolist") else v
+    return "[" + ", ".join(fmt(x) for x in v) + "]" if isinstance(v, list) else fmt(v)
 
 
 class ConventionsResultsDirective(AdamaxDirective):
-    """The worked examples, computed by the compiled library under each convention."""
+    """One worked example, computed by the compiled library under each convention."""
+
+    required_arguments = 1
 
     def run(self) -> list[nodes.Node]:
-        def show(v: Any) -> str:
-            v = v.tolist() if hasattr(v, "tolist") else v
-            return "[" + ", ".join(fmt(x) for x in v) + "]" if isinstance(v, list) else fmt(v)
+        import numpy as np
 
-        header = ["", "options"] + [f"example {ex.number}: θ_t; u_t" for ex in WORKED_EXAMPLES]
+        ex = _example(int(self.arguments[0]))
+        spec_param = None
         rows = []
         for fw in FRAMEWORKS:
-            row = [fw.name, "``" + ", ".join(f"{k}={v!r}" for k, v in fw.options.items()) + "``"]
-            for ex in WORKED_EXAMPLES:
-                param, _m, u = adamax_cy.adamax_step(ex.param, ex.grad, ex.m, ex.u, ex.t, **fw.options)
-                row.append(f"{show(param)}; {show(u)}")
-            rows.append(row)
+            param, _m, u = adamax_cy.adamax_step(ex.param, ex.grad, ex.m, ex.u, ex.t, **fw.options)
+            if spec_param is None:
+                spec_param = param
+            difference = np.atleast_1d(np.subtract(param, spec_param))
+            shown = ", ".join(f"{d:.3g}" for d in difference)
+            options = ", ".join(f"{k}={v!r}" for k, v in fw.options.items())
+            rows.append([fw.short, f"``{options}``", _show(param), _show(u), shown])
+        header = ["", "options", ":math:`\\theta_t`", ":math:`u_t`", ":math:`\\theta_t - \\theta_t^{\\text{spec}}`"]
         return self.parse(rst_table(header, rows))
 
 
 # --------------------------------------------------------------------------
 # The API: every public name
+
+
+def _attribute_doc(name: str) -> str:
+    """The ``#:`` comment documenting a public data name, wherever it is defined."""
+    from sphinx.pycode import ModuleAnalyzer
+
+    for module in ("adamax_cy", *sorted(m for m in sys.modules if m.startswith("adamax_cy."))):
+        try:
+            docs = ModuleAnalyzer.for_module(module).find_attr_docs()
+        except Exception:  # compiled or generated modules have no source to read
+            continue
+        if ("", name) in docs:
+            return " ".join(line.strip() for line in docs["", name] if line.strip())
+    return {"__version__": "The version of this installation."}.get(name, "")
 
 
 class ApiDirective(AdamaxDirective):
@@ -374,7 +451,8 @@ class ApiDirective(AdamaxDirective):
             elif callable(obj):
                 lines += [f".. autofunction:: adamax_cy.{name}", ""]
             else:
-                lines += [f".. autodata:: adamax_cy.{name}", ""]
+                value = dict(obj) if isinstance(obj, MappingProxyType) else obj
+                lines += [f".. py:data:: {name}", f"   :value: {value!r}", "", f"   {_attribute_doc(name)}", ""]
         return self.parse(lines)
 
 
@@ -401,10 +479,53 @@ class OptionalIncludeDirective(AdamaxDirective):
 
 
 # --------------------------------------------------------------------------
-# Compiled functions: the signature comes from the function (binding=True),
-# not from the line Cython embeds at the top of the docstring.
+# Compiled functions: the signature is the stub's (``_kernel.pyi``, with its
+# types), checked against the function's own (Cython's binding=True), not the
+# line Cython embeds atop the docstring.
 
 _EMBEDDED_SIGNATURE = re.compile(r"^\s*\w+\(.*\)\s*(->.*)?$")
+
+
+def _stub_signatures(stub: str) -> dict[str, str]:
+    tree = ast.parse(open(stub, encoding="utf-8").read())
+    aliases = {
+        node.targets[0].id: ast.unparse(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+    }
+
+    def show(annotation: ast.expr | None) -> str:
+        text = ast.unparse(annotation) if annotation is not None else ""
+        for alias, value in aliases.items():
+            text = re.sub(rf"\b{re.escape(alias)}\b", value, text)
+        return text
+
+    signatures = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            args = ", ".join(f"{a.arg}: {show(a.annotation)}" for a in node.args.args)
+            signatures[node.name] = f"({args}) -> {show(node.returns)}"
+    return signatures
+
+
+def compiled_signature(app, what, name, obj, options, signature, return_annotation):
+    if not name.startswith("adamax_cy._kernel."):
+        return None
+    from adamax_cy import _kernel
+
+    stub = os.path.join(os.path.dirname(_kernel.__file__), "_kernel.pyi")
+    short = name.rpartition(".")[2]
+    stubbed = _stub_signatures(stub).get(short)
+    own = list(inspect.signature(obj).parameters)
+    if stubbed is None:
+        logger.warning(f"{name} is missing from {os.path.basename(stub)}")
+        return f"({', '.join(own)})", None
+    stub_names = re.findall(r"(\w+):", stubbed.partition(") ->")[0])
+    if stub_names != own:
+        logger.warning(f"{name}: the stub's arguments {stub_names} differ from the function's {own}")
+    app.env.note_dependency(stub)
+    signature, _, returns = stubbed.rpartition(" -> ")
+    return signature, returns
 
 
 def strip_embedded_signature(app, what, name, obj, options, lines) -> None:
@@ -419,7 +540,10 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("adamax-worked-examples", WorkedExamplesDirective)
     app.add_directive("adamax-frameworks", FrameworksDirective)
     app.add_directive("adamax-conventions-results", ConventionsResultsDirective)
+    app.add_directive("adamax-frameworks-reproduce", ReproduceDirective)
     app.add_directive("adamax-api", ApiDirective)
     app.add_directive("optional-include", OptionalIncludeDirective)
     app.connect("autodoc-process-docstring", strip_embedded_signature)
+    # Before numpydoc's handler, which would take the embedded line instead.
+    app.connect("autodoc-process-signature", compiled_signature, priority=400)
     return {"version": adamax_cy.__version__, "parallel_read_safe": True, "parallel_write_safe": True}
