@@ -34,7 +34,9 @@ from typing import Any, Callable, Sequence, Union
 
 Number = Union[float, Fraction]
 
+#: The arithmetics of :func:`adamax_trace`: IEEE double, IEEE single, exact rationals.
 ARITHMETICS = ("float64", "float32", "exact")
+#: Where eps goes: ``"spec"`` adds it to ``u_t``; ``"torch"`` puts it inside the max.
 CONVENTIONS = ("spec", "torch")
 
 #: The paper's default hyperparameters, as SPEC.md states them.

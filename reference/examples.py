@@ -28,6 +28,7 @@ class WorkedExample:
     note: str = ""
 
 
+#: The specification's worked examples, in its order.
 WORKED_EXAMPLES: tuple[WorkedExample, ...] = (
     WorkedExample(
         number=1,

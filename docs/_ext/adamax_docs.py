@@ -74,7 +74,7 @@ def fmt(x: Any, arithmetic: str = "float64") -> str:
         with localcontext() as ctx:
             ctx.prec = 30
             d = Decimal(q.numerator) / Decimal(q.denominator)
-        return str(d) if Fraction(d) == q else f"{d}…"
+        return f"{d:f}" if Fraction(d) == q else f"{d:f}…"
     if arithmetic == "float32":
         import numpy as np
 
@@ -423,11 +423,12 @@ class ConventionsResultsDirective(AdamaxDirective):
 # The API: every public name
 
 
-def _attribute_doc(name: str) -> str:
+def _attribute_doc(package: str, name: str) -> str:
     """The ``#:`` comment documenting a public data name, wherever it is defined."""
     from sphinx.pycode import ModuleAnalyzer
 
-    for module in ("adamax_cy", *sorted(m for m in sys.modules if m.startswith("adamax_cy."))):
+    modules = (package, *sorted(m for m in sys.modules if m.startswith(package + ".")))
+    for module in modules:
         try:
             docs = ModuleAnalyzer.for_module(module).find_attr_docs()
         except Exception:  # compiled or generated modules have no source to read
@@ -438,21 +439,30 @@ def _attribute_doc(name: str) -> str:
 
 
 class ApiDirective(AdamaxDirective):
-    """Autodoc entries for every name in ``adamax_cy.__all__``."""
+    """Autodoc entries for every name in a module's ``__all__`` (``adamax_cy`` by default)."""
+
+    optional_arguments = 1
 
     def run(self) -> list[nodes.Node]:
+        import importlib
+
+        package = self.arguments[0] if self.arguments else "adamax_cy"
+        module = importlib.import_module(package)
         lines: list[str] = []
-        for name in adamax_cy.__all__:
-            obj = getattr(adamax_cy, name)
+        for name in module.__all__:
+            obj = getattr(module, name)
             if inspect.ismodule(obj):
                 lines += [f".. automodule:: {obj.__name__}", "   :members:", ""]
             elif inspect.isclass(obj):
-                lines += [f".. autoclass:: adamax_cy.{name}", "   :members:", ""]
+                lines += [f".. autoclass:: {package}.{name}", "   :members:", ""]
             elif callable(obj):
-                lines += [f".. autofunction:: adamax_cy.{name}", ""]
+                lines += [f".. autofunction:: {package}.{name}", ""]
             else:
-                value = dict(obj) if isinstance(obj, MappingProxyType) else obj
-                lines += [f".. py:data:: {name}", f"   :value: {value!r}", "", f"   {_attribute_doc(name)}", ""]
+                value = repr(dict(obj) if isinstance(obj, MappingProxyType) else obj)
+                lines += [f".. py:data:: {package}.{name}"]
+                if len(value) <= 100:
+                    lines += [f"   :value: {value}"]
+                lines += ["", f"   {_attribute_doc(package, name)}", ""]
         return self.parse(lines)
 
 
