@@ -62,3 +62,6 @@ import adamax_cy
 doctest_test_doctest_blocks = "default"
 
 nitpicky = False
+
+# Markdown pages from elsewhere may start at any heading level once included.
+suppress_warnings = ["myst.header"]
