@@ -104,6 +104,15 @@ def test_no_page_loads_anything_from_another_host() -> None:
 
 
 @needs_build
+def test_api_page_documents_every_public_name() -> None:
+    import adamax_cy
+
+    page = (HTML / "api.html").read_text(encoding="utf-8")
+    missing = [name for name in adamax_cy.__all__ if f'id="adamax_cy.{name}"' not in page]
+    assert missing == []
+
+
+@needs_build
 @needs_chromium
 def test_math_is_typeset_offline(tmp_path: Path) -> None:
     page = HTML / "algorithm.html"
@@ -113,6 +122,7 @@ def test_math_is_typeset_offline(tmp_path: Path) -> None:
     dom = chromium(tmp_path, page.as_uri(), "--dump-dom")
     assert raw_tex(dom) == []
     assert typeset(dom) >= expected
+    assert 'class="copybtn' in dom, "code blocks should have a copy button"
 
     shot = Path(os.environ.get("ADAMAX_CY_DOCS_SCREENSHOT", tmp_path / "algorithm.png"))
     chromium(tmp_path, page.as_uri(), "--window-size=1280,2400", f"--screenshot={shot}")

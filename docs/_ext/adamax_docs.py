@@ -459,7 +459,7 @@ class ApiDirective(AdamaxDirective):
                 lines += [f".. autofunction:: {package}.{name}", ""]
             else:
                 value = repr(dict(obj) if isinstance(obj, MappingProxyType) else obj)
-                lines += [f".. py:data:: {package}.{name}"]
+                lines += [f".. py:data:: {name}", f"   :module: {package}"]
                 if len(value) <= 100:
                     lines += [f"   :value: {value}"]
                 lines += ["", f"   {_attribute_doc(package, name)}", ""]
