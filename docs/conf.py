@@ -30,6 +30,11 @@ extensions = [
     "adamax_docs",
 ]
 
+# The defaults, read from their one definition: |lr|, |beta1|, |beta2|, |eps|.
+rst_epilog = "\n".join(
+    f".. |{name}| replace:: ``{value!r}``" for name, value in adamax_cy.DEFAULTS.items()
+)
+
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 # Markdown pages written elsewhere are included by the page that owns them.
 exclude_patterns = ["_build", "conformance.md", "performance.md", "README.md"]
@@ -61,7 +66,8 @@ import adamax_cy
 """
 doctest_test_doctest_blocks = "default"
 
-nitpicky = False
+# No intersphinx: it reads other projects' inventories over the network, and
+# this build must work offline.
 
 # Markdown pages from elsewhere may start at any heading level once included.
 suppress_warnings = ["myst.header"]
