@@ -21,8 +21,10 @@ Directives
     The call that reproduces each framework, with its own defaults.
 ``.. adamax-worked-examples::``
     The spec's table of worked examples, from ``reference/examples.py``.
-``.. adamax-api::``
-    Autodoc entries for every name in ``adamax_cy.__all__``.
+``.. adamax-api:: [MODULE]``
+    Autodoc entries for every name in ``MODULE.__all__`` (``adamax_cy`` by
+    default). Options: ``:title:`` (a section with the module's docstring),
+    ``:if-exists:`` (nothing at all when the module is not there).
 ``.. optional-include:: FILE``
     Include ``FILE`` (Markdown or reST) when it exists; otherwise render the
     directive's content.
@@ -442,13 +444,20 @@ class ApiDirective(AdamaxDirective):
     """Autodoc entries for every name in a module's ``__all__`` (``adamax_cy`` by default)."""
 
     optional_arguments = 1
+    option_spec = {"if-exists": directives.flag, "title": directives.unchanged}
 
     def run(self) -> list[nodes.Node]:
         import importlib
+        import importlib.util
 
         package = self.arguments[0] if self.arguments else "adamax_cy"
+        if "if-exists" in self.options and importlib.util.find_spec(package) is None:
+            return []
         module = importlib.import_module(package)
         lines: list[str] = []
+        if "title" in self.options:
+            title = self.options["title"]
+            lines += [title, "-" * len(title), "", f".. automodule:: {package}", ""]
         for name in module.__all__:
             obj = getattr(module, name)
             if inspect.ismodule(obj):
