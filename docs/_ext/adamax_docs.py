@@ -24,7 +24,8 @@ Directives
 ``.. adamax-api:: [MODULE]``
     Autodoc entries for every name in ``MODULE.__all__`` (``adamax_cy`` by
     default). Options: ``:title:`` (a section with the module's docstring),
-    ``:if-exists:`` (nothing at all when the module is not there).
+    ``:if-exists:`` and ``:requires: MODULE ...``: when the module, or one
+    it needs, is not installed, the directive's content is shown instead.
 ``.. optional-include:: FILE``
     Include ``FILE`` (Markdown or reST) when it exists; otherwise render the
     directive's content.
@@ -444,20 +445,30 @@ class ApiDirective(AdamaxDirective):
     """Autodoc entries for every name in a module's ``__all__`` (``adamax_cy`` by default)."""
 
     optional_arguments = 1
-    option_spec = {"if-exists": directives.flag, "title": directives.unchanged}
+    has_content = True
+    option_spec = {
+        "if-exists": directives.flag,
+        "requires": directives.unchanged,
+        "title": directives.unchanged,
+    }
 
     def run(self) -> list[nodes.Node]:
         import importlib
         import importlib.util
 
         package = self.arguments[0] if self.arguments else "adamax_cy"
+        needed = self.options.get("requires", "").split()
         if "if-exists" in self.options and importlib.util.find_spec(package) is None:
-            return []
+            return self.parse(list(self.content))
+        if any(importlib.util.find_spec(name) is None for name in needed):
+            return self.parse(list(self.content))
         module = importlib.import_module(package)
         lines: list[str] = []
         if "title" in self.options:
             title = self.options["title"]
-            lines += [title, "-" * len(title), "", f".. automodule:: {package}", ""]
+            lines += [title, "-" * len(title), ""]
+        if self.arguments:  # a module of its own: its docstring first
+            lines += [f".. automodule:: {package}", ""]
         for name in module.__all__:
             obj = getattr(module, name)
             if inspect.ismodule(obj):
