@@ -28,7 +28,7 @@ Directives
     it needs, is not installed, the directive's content is shown instead.
 ``.. optional-include:: FILE``
     Include ``FILE`` (Markdown or reST) when it exists; otherwise render the
-    directive's content.
+    directive's content. ``:skip-title:`` drops the file's top heading.
 """
 
 from __future__ import annotations
@@ -491,10 +491,15 @@ class ApiDirective(AdamaxDirective):
 
 
 class OptionalIncludeDirective(AdamaxDirective):
-    """Include a file when it exists, else render this directive's content."""
+    """Include a file when it exists, else render this directive's content.
+
+    ``:skip-title:`` leaves out a Markdown file's first line when it is a
+    top-level heading, for a page whose own title stands for it.
+    """
 
     required_arguments = 1
     has_content = True
+    option_spec = {"skip-title": directives.flag}
 
     def run(self) -> list[nodes.Node]:
         rel = self.arguments[0]
@@ -504,6 +509,9 @@ class OptionalIncludeDirective(AdamaxDirective):
             lines = [f".. include:: {rel}"]
             if rel.endswith(".md"):
                 lines.append("   :parser: myst_parser.sphinx_")
+                with open(path, encoding="utf-8") as f:
+                    if "skip-title" in self.options and f.readline().startswith("# "):
+                        lines.append("   :start-line: 1")
             return self.parse(lines + [""])
         return self.parse(list(self.content))
 
