@@ -170,7 +170,7 @@ TOLERANCES: Mapping[str, Tolerance] = MappingProxyType(
 #:   ``g − m``, whose error ``w`` carries at up to 2·ulp(S), the product
 #:   (``|w·(g − m)| ≤ 2·S``) at up to 1, and the sum at ½: 3.5. With weight
 #:   decay torch forms ``g + λ·θ`` with a fused multiply-add, one rounding
-#:   where the spec has two: ``g`` differs by up to 1.5·ulp(max(|g|, |λ·θ|)),
+#:   where the spec has two: ``g`` differs by up to ``1.5·ulp(max(|g|, |λ·θ|))``,
 #:   which ``w`` carries into ``m`` as up to 3·ulp(S). In float32 the two
 #:   coefficients are rounded apart, ``(1 − f32(w)) − f32(β1) ≠ 0``: up to
 #:   1.5 more. Total: 8 (float64), 9.5 (float32).
