@@ -181,8 +181,13 @@ cdef void update_blocks(
     cdef int threads = resolve_threads(num_threads)
     cdef Py_ssize_t blocks = block_count(n, threads)
     cdef Py_ssize_t b
-    for b in prange(blocks, schedule="static", num_threads=threads,
-                    use_threads_if=blocks > 1):
+    # Serial below the threshold without entering OpenMP at all: Cython lowers
+    # use_threads_if to "omp parallel if(...)", which still calls into the
+    # runtime (about half a microsecond) when the condition is false.
+    if blocks == 1:
+        update_range(param, grad, m, u, 0, n, k)
+        return
+    for b in prange(blocks, schedule="static", num_threads=threads):
         update_range(param, grad, m, u, b * n // blocks, (b + 1) * n // blocks, k)
 
 
@@ -442,8 +447,10 @@ cdef void many_blocks(
     cdef int threads = resolve_threads(num_threads)
     cdef Py_ssize_t blocks = block_count(n, threads)
     cdef Py_ssize_t b
-    for b in prange(blocks, schedule="static", num_threads=threads,
-                    use_threads_if=blocks > 1):
+    if blocks == 1:  # without entering OpenMP (see update_blocks)
+        many_range(dtype_tag, params, grads, ms, us, offsets, count, k, 0, n)
+        return
+    for b in prange(blocks, schedule="static", num_threads=threads):
         many_range(dtype_tag, params, grads, ms, us, offsets, count, k,
                    b * n // blocks, (b + 1) * n // blocks)
 
@@ -630,8 +637,10 @@ cdef void floor_blocks(floating* param, const floating* grad, floating* m, float
     cdef int threads = resolve_threads(num_threads)
     cdef Py_ssize_t blocks = block_count(n, threads)
     cdef Py_ssize_t b
-    for b in prange(blocks, schedule="static", num_threads=threads,
-                    use_threads_if=blocks > 1):
+    if blocks == 1:  # without entering OpenMP (see update_blocks)
+        floor_range(param, grad, m, u, 0, n, scale)
+        return
+    for b in prange(blocks, schedule="static", num_threads=threads):
         floor_range(param, grad, m, u, b * n // blocks, (b + 1) * n // blocks, scale)
 
 
