@@ -140,9 +140,14 @@ def coefficients(t: int, options: dict[str, Any], num_threads: int) -> Hyperpara
     )
 
 
-def check_hyperparameters(t: Any, num_threads: Any = None, **options: Any) -> Hyperparameters:
-    """Validate ``t``, the options and ``num_threads``; return the coefficients."""
-    return coefficients(check_step(t), check_options(**options), check_num_threads(num_threads))
+def check_hyperparameters(
+    t: Any, num_threads: Any = None, *options: Any, **named: Any
+) -> Hyperparameters:
+    """Validate ``t``, ``num_threads`` and the options (those of :func:`check_options`,
+    by position or by name); return the coefficients."""
+    return coefficients(
+        check_step(t), check_options(*options, **named), check_num_threads(num_threads)
+    )
 
 
 def _flat(a: np.ndarray, order: Literal["C", "F"]) -> np.ndarray:
@@ -310,16 +315,8 @@ def adamax_step_inplace(
                             decoupled_weight_decay, maximize, convention, num_threads):
         return
     h = check_hyperparameters(
-        t,
-        num_threads,
-        lr=lr,
-        beta1=beta1,
-        beta2=beta2,
-        eps=eps,
-        weight_decay=weight_decay,
-        decoupled_weight_decay=decoupled_weight_decay,
-        maximize=maximize,
-        convention=convention,
+        t, num_threads, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, maximize,
+        convention,
     )
     run_kernel(check_arrays(param, grad, m, u), h)
 
@@ -390,16 +387,8 @@ def adamax_step(
     (0.9980000002, 0.009999999999999998, 0.1)
     """
     h = check_hyperparameters(
-        t,
-        None,
-        lr=lr,
-        beta1=beta1,
-        beta2=beta2,
-        eps=eps,
-        weight_decay=weight_decay,
-        decoupled_weight_decay=decoupled_weight_decay,
-        maximize=maximize,
-        convention=convention,
+        t, None, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, maximize,
+        convention,
     )
     inputs = (param, grad, m, u)
     arrays = [_as_float_array(name, x) for name, x in zip(_ARRAY_NAMES, inputs)]
@@ -561,15 +550,7 @@ def adamax_step_many(
                          decoupled_weight_decay, maximize, convention, num_threads):
         return
     h = check_hyperparameters(
-        t,
-        num_threads,
-        lr=lr,
-        beta1=beta1,
-        beta2=beta2,
-        eps=eps,
-        weight_decay=weight_decay,
-        decoupled_weight_decay=decoupled_weight_decay,
-        maximize=maximize,
-        convention=convention,
+        t, num_threads, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, maximize,
+        convention,
     )
     run_many(check_many(params, grads, ms, us), h)
