@@ -403,6 +403,18 @@ class Adapter:
         raise NotImplementedError
 
 
+class _FunctionAdapter(Adapter):
+    """An adapter around one step function, with renamed and fixed keywords."""
+
+    def __init__(self, fn: Callable[..., Any], *, rename: Optional[Mapping[str, str]] = None,
+                 name: Optional[str] = None, **keywords: Any) -> None:
+        self.fn = fn
+        self.rename = dict(rename or {})
+        self.keywords = keywords
+        self.name = name or _name(fn)
+
+
+
 def _keywords(hyper: Mapping[str, Any], rename: Mapping[str, str]) -> dict[str, Any]:
     return {rename.get(k, k): v for k, v in hyper.items()}
 
@@ -419,7 +431,7 @@ def _as_output(x: Any) -> np.ndarray:
     return np.array(x, copy=True)
 
 
-class functional(Adapter):
+class functional(_FunctionAdapter):
     """Adapter for ``fn(param, grad, m, u, t, lr=, beta1=, beta2=, eps=, **options) -> (param, m, u)``.
 
     Scalar float64 cases pass Python floats; float32 scalars pass 0-d
@@ -435,13 +447,6 @@ class functional(Adapter):
     >>> adapter.name
     'adamax_cy.api.adamax_step'
     """
-
-    def __init__(self, fn: Callable[..., Any], *, rename: Optional[Mapping[str, str]] = None,
-                 name: Optional[str] = None, **keywords: Any) -> None:
-        self.fn = fn
-        self.rename = dict(rename or {})
-        self.keywords = keywords
-        self.name = name or _name(fn)
 
     def steps(self, case: Case) -> Iterator[Triple]:
         kw = {**_keywords(case.hyperparameters, self.rename), **self.keywords}
@@ -460,19 +465,12 @@ class functional(Adapter):
             yield param, m, u
 
 
-class in_place(Adapter):
+class in_place(_FunctionAdapter):
     """Adapter for ``fn(param, grad, m, u, t, lr=, ...) -> None`` updating the arrays in place.
 
     Scalar cases pass 0-d arrays; ``rename`` and ``keywords`` are as for
     :class:`functional`.
     """
-
-    def __init__(self, fn: Callable[..., Any], *, rename: Optional[Mapping[str, str]] = None,
-                 name: Optional[str] = None, **keywords: Any) -> None:
-        self.fn = fn
-        self.rename = dict(rename or {})
-        self.keywords = keywords
-        self.name = name or _name(fn)
 
     def steps(self, case: Case) -> Iterator[Triple]:
         kw = {**_keywords(case.hyperparameters, self.rename), **self.keywords}
