@@ -291,17 +291,20 @@ def many_cases(dtype: str, arrays: int, elements: int) -> list[tuple[str, timeit
     ]
 
 
-def allocation_per_step(n: int, dtype: str, steps: int = 20) -> int:
-    """Peak bytes traced by ``tracemalloc`` over ``steps`` in-place steps."""
+def allocation_per_step(n: int, dtype: str, steps: int = 20, step: Any = None) -> int:
+    """Peak bytes traced by ``tracemalloc`` over ``steps`` calls of
+    ``step(param, grad, m, u, t)`` (default: :func:`adamax_step_inplace`) on
+    ``n`` elements, after one untraced call for lazy initialisation."""
+    step = adamax_step_inplace if step is None else step
     p, g, m, u = state(n, dtype)
-    adamax_step_inplace(p, g, m, u, STEP)
-    calls = iter([None] * steps)  # made before tracing starts
+    step(p, g, m, u, STEP)
+    calls = iter(range(STEP + 1, STEP + 1 + steps))  # made before tracing starts
     tracemalloc.start()
     try:
         tracemalloc.reset_peak()
         before = tracemalloc.get_traced_memory()[0]
-        for _ in calls:
-            adamax_step_inplace(p, g, m, u, STEP)
+        for t in calls:
+            step(p, g, m, u, t)
         return tracemalloc.get_traced_memory()[1] - before
     finally:
         tracemalloc.stop()
