@@ -18,7 +18,6 @@ from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cython.parallel cimport prange
-from libc.limits cimport INT_MAX
 from libc.math cimport isfinite, pow
 from libc.stdint cimport uintptr_t
 
@@ -64,15 +63,15 @@ ctypedef fused floating:
     float
     double
 
-# Below this many elements one thread does the whole step: starting a team
-# costs more than it saves. Measured on 2 cores (AMD EPYC, AVX-512) with
-# ``python -m adamax_cy.bench --threshold`` at a quiet moment: all threads
-# beat one from about 32,768 float32 and 16,384-24,576 float64 elements.
 # More threads than this are refused: thread creation would fail (and
 # abort the process inside the OpenMP runtime) long before they could help.
 cdef int THREAD_LIMIT = 1024
 thread_limit = THREAD_LIMIT
 
+# Below this many elements one thread does the whole step: starting a team
+# costs more than it saves. Measured on 2 cores (AMD EPYC, AVX-512) with
+# ``python -m adamax_cy.bench --threshold`` at a quiet moment: all threads
+# beat one from about 32,768 float32 and 16,384-24,576 float64 elements.
 cdef Py_ssize_t SERIAL_THRESHOLD = 32768
 serial_threshold = SERIAL_THRESHOLD
 
@@ -519,10 +518,11 @@ cdef bint disjoint(Interval* written, Py_ssize_t nw, Interval* read, Py_ssize_t 
 
 
 cdef Py_ssize_t run_many(object params, object grads, object ms, object us,
-                         Coefficients* k, int threads, bint check) except -1:
+                         Coefficients* k, int threads, bint check, bint update=True) except -1:
     # Update every quadruple of the four sequences in one call. With
     # ``check``, the fast checks come first and 0 is returned (nothing
-    # written) when one fails; returns 1 when the step was done.
+    # written) when one fails; returns 1 when the step was done (or, without
+    # ``update``, when the checks passed).
     cdef Py_ssize_t count = len(params), j, nw = 0, nr = 0
     cdef int typenum
     cdef Table tables[2]
@@ -576,6 +576,8 @@ cdef Py_ssize_t run_many(object params, object grads, object ms, object us,
             table.count += 1
         if check and not disjoint(written, nw, read, nr):
             return 0
+        if not update:
+            return 1
         with nogil:
             if tables[0].count:
                 many_blocks(<float*>NULL, tables[0].params, tables[0].grads, tables[0].ms,
@@ -611,22 +613,38 @@ def update_many(
     run_many(params, grads, ms, us, &k, num_threads, False)
 
 
+cdef bint four_sequences(object params, object grads, object ms, object us) noexcept:
+    # Four lists or tuples of one length (the fast path's shape of arguments).
+    for seq in (params, grads, ms, us):
+        if type(seq) is not list and type(seq) is not tuple:
+            return False
+    count = len(params)
+    return len(grads) == count and len(ms) == count and len(us) == count
+
+
 def step_many(params, grads, ms, us, t, lr, beta1, beta2, eps, weight_decay,
               decoupled_weight_decay, maximize, convention, num_threads):
     """A step on many quadruples when every check passes; False (nothing written) otherwise."""
     cdef Coefficients k
     cdef int threads
-    cdef Py_ssize_t count
     if not fast_coefficients(t, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay,
                              maximize, convention, num_threads, &k, &threads):
         return False
-    for seq in (params, grads, ms, us):
-        if type(seq) is not list and type(seq) is not tuple:
-            return False
-    count = len(params)
-    if len(grads) != count or len(ms) != count or len(us) != count:
+    if not four_sequences(params, grads, ms, us):
         return False
     return run_many(params, grads, ms, us, &k, threads, True) == 1
+
+
+def check_many_fast(params, grads, ms, us):
+    """Whether the quadruples pass the fast checks of ``step_many`` (writes nothing).
+
+    True means they can go to ``update_many`` as they are; False means the
+    caller's Python checks must decide.
+    """
+    cdef Coefficients k
+    if not four_sequences(params, grads, ms, us):
+        return False
+    return run_many(params, grads, ms, us, &k, 1, True, False) == 1
 
 
 # ---------------------------------------------------------------- the floor

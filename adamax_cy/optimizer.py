@@ -417,16 +417,22 @@ class Adamax:
             (coefficients(t, self._group_options(g, t), num_threads), positions)
             for (g, t), positions in buckets.items()
         ]
-        flat = check_many(
+        quadruples = (
             [self._params[i] for i in active],
             [flat_grads[i] for i in active],
             [self._m[i] for i in active],
             [self._u[i] for i in active],
-            labels=[self._names[i] for i in active],
         )
+        # The common case is checked in compiled code (the kernel takes the
+        # contiguous arrays as they are); anything else gets the Python checks,
+        # which name the parameter in their errors.
+        if _kernel.check_many_fast(*quadruples):
+            flat = quadruples
+        else:
+            flat = check_many(*quadruples, labels=[self._names[i] for i in active])
         if self.nonfinite != "propagate":
             for k, grad in enumerate(flat[1]):
-                if not _kernel.all_finite(grad, num_threads):
+                if not _kernel.all_finite(grad.reshape(-1), num_threads):
                     if self.nonfinite == "skip":
                         return False
                     raise FloatingPointError(

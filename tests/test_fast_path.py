@@ -212,3 +212,27 @@ def test_many_overlap_check_on_many_arrays_in_any_order(seed):
     assert _kernel.step_many(*lists, 3, *(DEFAULTS[k] for k in ORDER)) is False
     with pytest.raises(ValueError, match="overlap"):
         adamax_step_many(*lists, 3)
+
+
+def test_check_many_fast_accepts_the_common_case_and_defers_the_rest():
+    """The optimizer's compiled pre-check: True only where the Python checks
+    would accept the quadruples as they are; never writes."""
+    from adamax_cy import _kernel
+
+    def quads(n=3):
+        return [[np.ones((2, 2)) for _ in range(n)] for _ in range(4)]
+
+    good = quads()
+    raw = [a.tobytes() for group in good for a in group]
+    assert _kernel.check_many_fast(*good)
+    assert [a.tobytes() for group in good for a in group] == raw
+    shared = quads()
+    shared[2][1] = shared[0][0]  # m of one quadruple is another's param
+    assert not _kernel.check_many_fast(*shared)
+    strided = quads()
+    strided[1][0] = np.ones((2, 4))[:, ::2]
+    assert not _kernel.check_many_fast(*strided)
+    read_only = quads()
+    read_only[3][2].flags.writeable = False
+    assert not _kernel.check_many_fast(*read_only)
+    assert not _kernel.check_many_fast(good[0], good[1][:2], good[2], good[3])
