@@ -1,4 +1,4 @@
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -88,3 +88,45 @@ def max_threads() -> int: ...
 def compile_flags() -> str: ...
 def compiler_version() -> str: ...
 def check_many_fast(params: Any, grads: Any, ms: Any, us: Any) -> bool: ...
+
+class TensorTable:
+    count: int
+    rebuilt: bool
+    def __init__(self, params: list[Any], steps: _Float, strided: Any) -> None: ...
+    def set_entry(
+        self,
+        j: int,
+        param: Any,
+        dtype: Any,
+        state: dict[str, Any],
+        exp_avg: Any,
+        exp_inf: Any,
+        step: Any,
+        param_ptr: int,
+        m_ptr: int,
+        u_ptr: int,
+        size: int,
+        is64: bool,
+        keep: Any,
+    ) -> None: ...
+    def set_grad(self, j: int, grad: Any, ptr: int) -> None: ...
+    def gather(
+        self,
+        params: list[Any],
+        state_of: dict[Any, Any],
+        refresh_entry: Callable[[int, Any], object],
+        refresh_grad: Callable[[int, Any, Any], object],
+    ) -> int: ...
+    def selected_params(self) -> list[Any]: ...
+    def prepare(
+        self,
+        lr: Any,
+        beta1: Any,
+        beta2: Any,
+        eps: Any,
+        weight_decay: Any,
+        maximize: Any,
+        convention: Any,
+        num_threads: Any,
+    ) -> bool: ...
+    def run(self) -> None: ...

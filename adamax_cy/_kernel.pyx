@@ -14,12 +14,15 @@ layouts).
 import importlib
 import os
 
+from cpython.dict cimport PyDict_GetItem
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.object cimport PyObject
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cython.parallel cimport prange
 from libc.math cimport isfinite, pow
 from libc.stdint cimport uintptr_t
+from libc.string cimport memset
 
 cimport numpy as cnp
 
@@ -728,3 +731,288 @@ def compile_flags():
 def compiler_version():
     """The C compiler that built this module."""
     return ADAMAX_CY_COMPILER.decode()
+
+
+# ---------------------------------------------------------------- tensors
+
+cdef class TensorTable:
+    """The per-step bookkeeping of one parameter group of ``adamax_cy.torch.Adamax``.
+
+    Holds, for each parameter, the data pointers of the parameter, its
+    ``exp_avg`` and ``exp_inf`` and its last gradient, with the objects they
+    were read from, and the group's step counters (one NumPy view). Each
+    step, :meth:`gather` checks in compiled code that these are still
+    current (a few attribute reads per parameter) and calls back into
+    Python only for what changed; :meth:`prepare` computes the
+    coefficients, :meth:`run` updates. Only ``gather`` and the callbacks
+    look at tensors; nothing here imports torch.
+
+    The table keeps a reference to every tensor whose memory it may write or
+    read (``keep``), so a pointer it holds never outlives its memory, even
+    when a parameter's ``.data`` is replaced.
+    """
+
+    cdef readonly Py_ssize_t count
+    cdef readonly bint rebuilt       # gather() replaced an entry
+    cdef list params, dtypes, states, exp_avgs, exp_infs, steps_of, grads, keep, copies
+    cdef object strided              # torch.strided
+    cdef object steps                # float32 or float64 NumPy view of the counters
+    cdef char* steps_data
+    cdef bint steps64
+    cdef uintptr_t* param_ptr
+    cdef uintptr_t* m_ptr
+    cdef uintptr_t* u_ptr
+    cdef uintptr_t* grad_ptr         # of the cached gradient object
+    cdef uintptr_t* step_grad        # read this step
+    cdef Py_ssize_t* size
+    cdef unsigned char* is64
+    cdef unsigned char* present      # an entry is set
+    cdef Py_ssize_t* selected        # the parameters with a gradient this step
+    cdef Py_ssize_t n_selected
+    cdef double* distinct            # step counts after this step, one per distinct value
+    cdef Coefficients* ks            # one per distinct value
+    cdef Py_ssize_t* which           # selected[i] uses ks[which[i]]
+    cdef Py_ssize_t n_distinct
+    cdef int threads
+    cdef Table work[2]               # float32, float64 quadruples of one call
+
+    def __cinit__(self, list params, steps, strided):
+        cdef Py_ssize_t n = len(params)
+        cdef Py_ssize_t m = n if n > 0 else 1  # room for one: malloc(0) may return NULL
+        self.count = n
+        self.strided = strided
+        self.params = list(params)
+        self.dtypes = [None] * n
+        self.states = [None] * n
+        self.exp_avgs = [None] * n
+        self.exp_infs = [None] * n
+        self.steps_of = [None] * n
+        self.grads = [None] * n
+        self.keep = [None] * n
+        self.copies = [None] * n
+        if not (type(steps) is cnp.ndarray and cnp.PyArray_NDIM(steps) == 1
+                and cnp.PyArray_DIM(steps, 0) == n and cnp.PyArray_IS_C_CONTIGUOUS(steps)
+                and cnp.PyArray_ISWRITEABLE(steps) and cnp.PyArray_ISNOTSWAPPED(steps)
+                and cnp.PyArray_TYPE(steps) in (cnp.NPY_FLOAT32, cnp.NPY_FLOAT64)):
+            raise ValueError("steps must be a writable flat float32 or float64 array, one per parameter")
+        self.steps = steps
+        self.steps_data = <char*>cnp.PyArray_DATA(steps)
+        self.steps64 = cnp.PyArray_TYPE(steps) == cnp.NPY_FLOAT64
+        self.param_ptr = <uintptr_t*>PyMem_Malloc(5 * m * sizeof(uintptr_t))
+        self.size = <Py_ssize_t*>PyMem_Malloc(3 * m * sizeof(Py_ssize_t))
+        self.distinct = <double*>PyMem_Malloc(m * sizeof(double))
+        self.ks = <Coefficients*>PyMem_Malloc(m * sizeof(Coefficients))
+        self.is64 = <unsigned char*>PyMem_Malloc(2 * m)
+        self.work[0].params = <uintptr_t*>PyMem_Malloc(2 * (4 * m * sizeof(uintptr_t)
+                                                            + (m + 1) * sizeof(Py_ssize_t)))
+        if (self.param_ptr == NULL or self.size == NULL or self.distinct == NULL
+                or self.ks == NULL or self.is64 == NULL or self.work[0].params == NULL):
+            raise MemoryError()
+        self.m_ptr = self.param_ptr + m
+        self.u_ptr = self.m_ptr + m
+        self.grad_ptr = self.u_ptr + m
+        self.step_grad = self.grad_ptr + m
+        self.selected = self.size + m
+        self.which = self.selected + m
+        self.present = self.is64 + m
+        memset(self.present, 0, m)
+        self.work[0].grads = self.work[0].params + m
+        self.work[0].ms = self.work[0].grads + m
+        self.work[0].us = self.work[0].ms + m
+        self.work[1].params = self.work[0].us + m
+        self.work[1].grads = self.work[1].params + m
+        self.work[1].ms = self.work[1].grads + m
+        self.work[1].us = self.work[1].ms + m
+        self.work[0].offsets = <Py_ssize_t*>(self.work[1].us + m)
+        self.work[1].offsets = self.work[0].offsets + m + 1
+
+    def __dealloc__(self):
+        PyMem_Free(self.param_ptr)
+        PyMem_Free(self.size)
+        PyMem_Free(self.distinct)
+        PyMem_Free(self.ks)
+        PyMem_Free(self.is64)
+        PyMem_Free(self.work[0].params)
+
+    def set_entry(self, Py_ssize_t j, param, dtype, dict state, exp_avg, exp_inf, step,
+                  uintptr_t param_ptr, uintptr_t m_ptr, uintptr_t u_ptr, Py_ssize_t size,
+                  bint is64, keep):
+        """Record parameter ``j``, checked by the caller; ``keep`` holds its memory."""
+        self._index(j)
+        self.params[j] = param
+        self.dtypes[j] = dtype
+        self.states[j] = state
+        self.exp_avgs[j] = exp_avg
+        self.exp_infs[j] = exp_inf
+        self.steps_of[j] = step
+        self.keep[j] = keep
+        self.grads[j] = None
+        self.param_ptr[j] = param_ptr
+        self.m_ptr[j] = m_ptr
+        self.u_ptr[j] = u_ptr
+        self.size[j] = size
+        self.is64[j] = is64
+        self.present[j] = 1
+        self.rebuilt = True
+
+    def set_grad(self, Py_ssize_t j, grad, uintptr_t ptr):
+        """This step's gradient of parameter ``j`` (a copy made and checked by the caller).
+
+        ``grad`` is kept alive until the step has run; it is not reused.
+        """
+        self._index(j)
+        self.grads[j] = None
+        self.copies[j] = grad
+        self.grad_ptr[j] = 0
+        self.step_grad[j] = ptr
+
+    cdef _index(self, Py_ssize_t j):
+        if not 0 <= j < self.count:
+            raise IndexError(f"parameter index {j} out of range")
+
+    cdef inline double step_of(self, Py_ssize_t j) noexcept:
+        if self.steps64:
+            return (<double*>self.steps_data)[j]
+        return (<float*>self.steps_data)[j]
+
+    def gather(self, list params, state_of, refresh_entry, refresh_grad):
+        """Find this step's parameters and gradients; the number found, or -1.
+
+        -1 means ``params`` are no longer the parameters of this table (make
+        a new one). ``refresh_entry(j, p)`` is called when parameter ``j``
+        has no current entry (it calls :meth:`set_entry` or raises), and
+        ``refresh_grad(j, p, g)`` when its gradient cannot be read as it is
+        (it calls :meth:`set_grad` or raises). Nothing is written.
+        """
+        cdef Py_ssize_t j, n = 0
+        cdef PyObject* found
+        cdef uintptr_t ptr
+        if not isinstance(state_of, dict):
+            raise TypeError("state_of must be a dict")
+        self.rebuilt = False
+        self.n_selected = self.n_distinct = 0
+        if len(params) != self.count:
+            return -1
+        for j in range(self.count):
+            p = params[j]
+            if p is not self.params[j]:
+                return -1
+            g = p.grad
+            if g is None:
+                continue
+            found = PyDict_GetItem(state_of, p)
+            if not (self.present[j] and found != NULL and <object>found is self.states[j]
+                    and self.entry_current(j, <dict><object>found)
+                    and <uintptr_t>p.data_ptr() == self.param_ptr[j]):
+                self.present[j] = 0
+                refresh_entry(j, p)
+                if not self.present[j]:
+                    raise RuntimeError(f"refresh_entry did not set parameter {j}")
+            if g is self.grads[j] and <uintptr_t>g.data_ptr() == self.grad_ptr[j]:
+                self.step_grad[j] = self.grad_ptr[j]
+            elif self.usable_grad(j, g):
+                ptr = g.data_ptr()
+                self.grads[j] = g
+                self.copies[j] = None
+                self.grad_ptr[j] = ptr
+                self.step_grad[j] = ptr
+            else:
+                self.copies[j] = None
+                refresh_grad(j, p, g)
+                if self.copies[j] is None:
+                    raise RuntimeError(f"refresh_grad did not set the gradient of parameter {j}")
+            self.selected[n] = j
+            n += 1
+        self.n_selected = n
+        return n
+
+    cdef bint entry_current(self, Py_ssize_t j, dict state):
+        cdef PyObject* x = PyDict_GetItem(state, "exp_avg")
+        if x == NULL or <object>x is not self.exp_avgs[j]:
+            return False
+        x = PyDict_GetItem(state, "exp_inf")
+        if x == NULL or <object>x is not self.exp_infs[j]:
+            return False
+        x = PyDict_GetItem(state, "step")
+        return x != NULL and <object>x is self.steps_of[j]
+
+    cdef bint usable_grad(self, Py_ssize_t j, g) except -1:
+        # A dense, contiguous CPU gradient of the parameter's dtype and size,
+        # stored as it reads (no lazy negation).
+        return (g.layout is self.strided and g.dtype is self.dtypes[j] and g.is_cpu
+                and g.numel() == self.size[j] and g.is_contiguous() and not g.is_neg())
+
+    def selected_params(self):
+        """The parameters found by the last :meth:`gather`."""
+        return [self.params[self.selected[i]] for i in range(self.n_selected)]
+
+    def prepare(self, lr, beta1, beta2, eps, weight_decay, maximize, convention, num_threads):
+        """Compute the coefficients of the gathered parameters; False if a value is off.
+
+        False (nothing computed) when a hyperparameter is not a float or int
+        in range, or a step counter is not a whole number >= 0: the caller's
+        Python checks then raise the error (or canonicalise the values and
+        call again).
+        """
+        cdef Py_ssize_t i, d, n_distinct = 0
+        cdef double t
+        cdef int threads
+        for i in range(self.n_selected):
+            t = self.step_of(self.selected[i]) + 1
+            if not (t >= 1 and t < 9.2e18 and t == <double><long long>t):
+                return False
+            d = 0
+            while d < n_distinct and self.distinct[d] != t:
+                d += 1
+            if d == n_distinct:
+                if not fast_coefficients(<long long>t, lr, beta1, beta2, eps, weight_decay,
+                                         False, maximize, convention, num_threads,
+                                         &self.ks[d], &threads):
+                    return False
+                self.distinct[d] = t
+                n_distinct += 1
+            self.which[i] = d
+        self.n_distinct = n_distinct
+        self.threads = threads if n_distinct else 0
+        return True
+
+    def run(self):
+        """Update the parameters found by :meth:`gather` and advance their counters."""
+        cdef Py_ssize_t i, d, j, c
+        cdef Table* w
+        if self.n_selected and not self.n_distinct:
+            raise RuntimeError("run() before a successful prepare()")
+        for d in range(self.n_distinct):
+            self.work[0].count = self.work[1].count = 0
+            self.work[0].offsets[0] = self.work[1].offsets[0] = 0
+            for i in range(self.n_selected):
+                if self.which[i] != d:
+                    continue
+                j = self.selected[i]
+                if self.size[j] == 0:
+                    continue
+                w = &self.work[self.is64[j]]
+                c = w.count
+                w.params[c] = self.param_ptr[j]
+                w.grads[c] = self.step_grad[j]
+                w.ms[c] = self.m_ptr[j]
+                w.us[c] = self.u_ptr[j]
+                w.offsets[c + 1] = w.offsets[c] + self.size[j]
+                w.count = c + 1
+            with nogil:
+                if self.work[0].count:
+                    many_blocks(<float*>NULL, self.work[0].params, self.work[0].grads,
+                                self.work[0].ms, self.work[0].us, self.work[0].offsets,
+                                self.work[0].count, &self.ks[d], self.threads)
+                if self.work[1].count:
+                    many_blocks(<double*>NULL, self.work[1].params, self.work[1].grads,
+                                self.work[1].ms, self.work[1].us, self.work[1].offsets,
+                                self.work[1].count, &self.ks[d], self.threads)
+        for i in range(self.n_selected):
+            j = self.selected[i]
+            if self.steps64:
+                (<double*>self.steps_data)[j] += 1
+            else:
+                (<float*>self.steps_data)[j] += 1
+            self.copies[j] = None
+        self.n_selected = self.n_distinct = 0

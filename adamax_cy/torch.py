@@ -3,8 +3,10 @@
 :class:`Adamax` is a drop-in replacement for :class:`torch.optim.Adamax` on
 CPU: the same constructor, the same ``state_dict`` layout (checkpoints load
 both ways) and PyTorch's convention by default. Each step updates the
-parameters in place through zero-copy NumPy views of the tensors, with one
-compiled call per parameter group.
+parameters in place, in their own memory, with one compiled call per
+parameter group; a compiled table per group remembers each tensor's memory
+and checks, in a few attribute reads per parameter, that it is still
+current (Python runs only for what changed).
 
 Importing this module imports torch; nothing else in :mod:`adamax_cy` does.
 """
@@ -14,25 +16,15 @@ from __future__ import annotations
 import timeit
 from typing import Any, Callable, Iterable, Sequence
 
-import numpy as np
 import torch
 
 from ._defaults import BETA1, BETA2, EPS, LR
-from .api import (
-    Hyperparameters,
-    check_convention,
-    check_hyperparameters,
-    check_num_threads,
-    check_options,
-    run_many,
-)
+from . import _kernel
+from .api import check_convention, check_num_threads, check_options
 
 __all__ = ["Adamax", "time_step"]
 
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
-
-# params, grads, ms, us: the flat arrays of one kernel call
-_Arrays = tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]]
 
 #: The keyword arguments of ``torch.optim.Adamax`` that only select how torch
 #: computes the step; this optimizer accepts them at these values only.
@@ -44,85 +36,24 @@ def _scalar_dtype() -> torch.dtype:
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
 
-def _interval(t: torch.Tensor) -> tuple[int, int]:
-    start = t.data_ptr()
-    return start, start + t.numel() * t.element_size()
-
-
-def _flat_view(t: torch.Tensor) -> np.ndarray:
-    a = t.detach().numpy()
-    return a if a.ndim == 1 else a.reshape(-1)
-
-
-class _Entry:
-    """One parameter's tensors and their cached flat NumPy views."""
-
-    __slots__ = (
-        "param", "ptr", "size", "state", "exp_avg", "exp_inf", "step",
-        "p_view", "m_view", "u_view", "grad", "grad_ptr", "g_view",
-    )
-
-    def __init__(self, param: torch.Tensor, state: dict[str, Any], step: torch.Tensor) -> None:
-        self.param = param
-        self.ptr = param.data_ptr()
-        self.size = param.numel()
-        self.state = state
-        self.exp_avg = state["exp_avg"]
-        self.exp_inf = state["exp_inf"]
-        self.step = step
-        self.p_view = _flat_view(param)
-        self.m_view = _flat_view(self.exp_avg)
-        self.u_view = _flat_view(self.exp_inf)
-        # The last gradient seen and its view: reused while p.grad stays the
-        # same tensor on the same memory (zero_grad(set_to_none=False), DDP).
-        self.grad: torch.Tensor | None = None
-        self.grad_ptr = 0
-        self.g_view = self.p_view
-
-
 class _GroupPlan:
-    """A parameter group's entries and its step counters, kept in one tensor.
+    """A parameter group's compiled table and its step counters, kept in one tensor.
 
-    ``state["step"]`` of parameter ``i`` is the 0-d view ``steps[i]``: a
-    float tensor of its own to anyone reading the state, while one NumPy
-    view of ``steps`` reads and advances every counter of the group at once.
+    ``state["step"]`` of parameter ``j`` is the 0-d view ``steps[j]``: a
+    float tensor of its own to anyone reading the state, while the table
+    reads and advances every counter of the group through one NumPy view.
     """
 
     def __init__(self, group: dict[str, Any]) -> None:
         self.group = group
-        self.params = list(group["params"])
-        self.steps = torch.zeros(len(self.params), dtype=_scalar_dtype())
+        params = list(group["params"])
+        self.steps = torch.zeros(len(params), dtype=_scalar_dtype())
         self.steps_np = self.steps.numpy()
-        self.entries: list[_Entry | None] = [None] * len(self.params)
-
-    def matches(self, group: dict[str, Any]) -> bool:
-        params = group["params"]
-        return self.group is group and len(params) == len(self.params)
-
-
-class _Work:
-    """A validated group step: the writes to do once every group is checked."""
-
-    __slots__ = ("plan", "index", "new_steps", "calls", "touched")
-
-    def __init__(
-        self,
-        plan: _GroupPlan,
-        index: np.ndarray,
-        new_steps: np.ndarray,
-        calls: list[tuple[_Arrays, Hyperparameters]],
-        touched: list[torch.Tensor],
-    ) -> None:
-        self.plan = plan
-        self.touched = touched
-        self.index = index
-        self.new_steps = new_steps
-        self.calls = calls
-
-    def run(self) -> None:
-        self.plan.steps_np[self.index] = self.new_steps
-        for arrays, h in self.calls:
-            run_many(arrays, h)
+        self.table = _kernel.TensorTable(params, self.steps_np, torch.strided)
+        # per parameter: the tensors the step writes, once checked
+        self.written: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None] = [None] * len(params)
+        # the table's callbacks, set by the optimizer
+        self.refresh: tuple[Callable[..., None], Callable[..., None]] = ()  # type: ignore[assignment]
 
 
 class Adamax(torch.optim.Optimizer):
@@ -132,9 +63,9 @@ class Adamax(torch.optim.Optimizer):
     constructor, parameter groups, per-parameter state (``step``,
     ``exp_avg``, ``exp_inf``) and ``state_dict`` layout, so checkpoints move
     between the two both ways and LR schedulers work unchanged. Each step
-    updates the tensors in place through zero-copy NumPy views, in one
-    compiled call per parameter group (float32 and float64 parameters
-    together), instead of several torch operations per tensor.
+    updates the tensors in place, in their own memory, in one compiled call
+    per parameter group (float32 and float64 parameters together), instead
+    of several torch operations per tensor.
 
     Parameters
     ----------
@@ -192,7 +123,14 @@ class Adamax(torch.optim.Optimizer):
     Within a group, parameters whose step counts differ (one that had no
     gradient at some step) take one compiled call per distinct count.
     Gradients must not share memory with the parameters or the state (autograd
-    never makes such gradients).
+    never makes such gradients). A gradient that is not contiguous, or that
+    is a lazily negated view, is read through a contiguous copy made at that
+    step; every other gradient is read in place.
+
+    Replacing a parameter's ``.data``, its state, a state entry or its
+    gradient between steps is seen at the next step, as
+    ``torch.optim.Adamax`` sees it; changing a state tensor's ``.data``
+    in place of the tensor is not (assign a new tensor to the state entry).
 
     Examples
     --------
@@ -278,7 +216,8 @@ class Adamax(torch.optim.Optimizer):
             _check_torch_only(options, f"param_groups[{i}]: ")
         super().load_state_dict(state_dict)
 
-    @torch.no_grad()
+    # No torch.no_grad() here: the step runs no torch operation that autograd
+    # could record, and the decorator costs about 2 us per call.
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform one optimisation step on every parameter that has a gradient.
 
@@ -303,98 +242,67 @@ class Adamax(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        work = [self._prepare(i, group) for i, group in enumerate(self.param_groups)]
-        for w in work:
-            if w is not None:
-                w.run()
-        if work:
+        tables = [t for i, group in enumerate(self.param_groups) if (t := self._prepare(i, group))]
+        touched = [p for t in tables for p in t.selected_params()]
+        for t in tables:
+            t.run()
+        if touched:
             # The writes bypassed torch: let autograd know, as an in-place op would.
-            torch.autograd.graph.increment_version([p for w in work if w is not None for p in w.touched])
+            torch.autograd.graph.increment_version(touched)
         return loss
 
-    def _plan(self, i: int, group: dict[str, Any]) -> _GroupPlan:
-        plan = self._plans.get(i)
-        if plan is None or not plan.matches(group):
-            plan = self._plans[i] = _GroupPlan(group)
-        return plan
+    def _prepare(self, i: int, group: dict[str, Any]) -> _kernel.TensorTable | None:
+        """Check group ``i`` and compute its coefficients; its table, or None without gradients.
 
-    def _prepare(self, i: int, group: dict[str, Any]) -> _Work | None:
-        # The hot path: per parameter, only what can change between steps is
-        # looked at (the gradient, and whether the cached views are current).
+        The compiled table does the per-parameter work; Python runs only
+        for what changed since the last step (a new parameter or state, a
+        gradient that needs a copy) and to raise errors. Nothing is written.
+        """
         where = f"param_groups[{i}]"
-        options = _group_options(group, self.convention, f"{where}: ")
-        plan = self._plan(i, group)
-        state_of = self.state
-        entries = plan.entries
-        index: list[int] = []
-        touched: list[torch.Tensor] = []
-        params: list[np.ndarray] = []
-        grads: list[np.ndarray] = []
-        ms: list[np.ndarray] = []
-        us: list[np.ndarray] = []
-        rebuilt = False
-        for j, p in enumerate(group["params"]):
-            g: torch.Tensor | None = p.grad
-            if g is None:
-                continue
-            state = state_of[p]
-            e = entries[j]
-            if (
-                e is None
-                or e.param is not p
-                or e.ptr != p.data_ptr()
-                or e.size != p.numel()
-                or e.state is not state
-                or state.get("exp_avg") is not e.exp_avg
-                or state.get("exp_inf") is not e.exp_inf
-                or state.get("step") is not e.step
-            ):
-                if plan.params[j] is not p:
-                    self._plans[i] = _GroupPlan(group)
-                    return self._prepare(i, group)
-                e = entries[j] = _new_entry(plan, j, p, state, f"{where}['params'][{j}]")
-                rebuilt = True
-            pv = e.p_view
-            if g is not e.grad or g.data_ptr() != e.grad_ptr or g.numel() != e.size:
-                try:
-                    a = g.numpy()
-                except (RuntimeError, TypeError):  # sparse, or needs a copy first
-                    a = None
-                if a is None or a.dtype != pv.dtype or a.size != pv.size or not a.flags.c_contiguous:
-                    # a copy (of a non-contiguous or lazily negated gradient) is never reused
-                    a = _grad_array(g, pv, f"{where}['params'][{j}]")
-                    e.grad, e.grad_ptr = None, 0
-                else:
-                    e.grad, e.grad_ptr = g, g.data_ptr()
-                e.g_view = a if a.ndim == 1 else a.reshape(-1)
-            index.append(j)
-            touched.append(p)
-            params.append(pv)
-            grads.append(e.g_view)
-            ms.append(e.m_view)
-            us.append(e.u_view)
-        if not index:
+        if group.get("differentiable", False) is not False or group.get("capturable", False) is not False:
+            _group_options(group, self.convention, f"{where}: ")  # raises
+        plan = self._plans.get(i)
+        if plan is None or plan.group is not group:
+            plan = self._plans[i] = self._new_plan(group, where)
+        params = group["params"]
+        if type(params) is not list:
+            params = list(params)
+        found = plan.table.gather(params, self.state, *plan.refresh)
+        if found < 0:  # the group's parameters were changed
+            plan = self._plans[i] = self._new_plan(group, where)
+            found = plan.table.gather(params, self.state, *plan.refresh)
+        if found == 0:
             return None
-        if rebuilt:
-            _check_disjoint([e for e in entries if e is not None], where)
-        idx = np.asarray(index, dtype=np.intp)
-        new_steps = plan.steps_np[idx] + 1
-        first = float(new_steps[0])
-        if (new_steps == first).all():
-            batches: list[tuple[float, _Arrays]] = [(first, (params, grads, ms, us))]
-        else:
-            batches = []
-            for value in np.unique(new_steps):
-                pick = np.flatnonzero(new_steps == value).tolist()
-                batches.append(
-                    (float(value), ([params[k] for k in pick], [grads[k] for k in pick],
-                                    [ms[k] for k in pick], [us[k] for k in pick]))
-                )
-        calls = [
-            (arrays, check_hyperparameters(_step_count(t), self.num_threads, **options))
-            for t, arrays in batches
-        ]
-        return _Work(plan, idx, new_steps, calls, touched)
+        if plan.table.rebuilt:
+            _check_disjoint(plan.written, where)
+        try:
+            beta1, beta2 = group["betas"]
+        except (TypeError, ValueError):
+            beta1 = beta2 = None  # the Python checks below say what is wrong
+        fast = (group["lr"], beta1, beta2, group["eps"], group["weight_decay"], group["maximize"])
+        if not plan.table.prepare(*fast, self.convention, self.num_threads):
+            o = _group_options(group, self.convention, f"{where}: ")
+            for p, count in zip(params, plan.steps_np.tolist()):
+                if p.grad is not None:
+                    _step_count(count + 1)
+            checked = (o["lr"], o["beta1"], o["beta2"], o["eps"], o["weight_decay"], o["maximize"])
+            if not plan.table.prepare(*checked, self.convention, self.num_threads):
+                raise AssertionError(f"{where}: checked hyperparameters refused: {o}")
+        return plan.table
+
+    def _new_plan(self, group: dict[str, Any], where: str) -> _GroupPlan:
+        plan = _GroupPlan(group)
+
+        # The table's callbacks for a parameter, or a gradient, it cannot take as it is.
+        def entry(j: int, p: torch.Tensor) -> None:
+            _new_entry(plan, j, p, self.state[p], f"{where}['params'][{j}]")
+
+        def grad(j: int, p: torch.Tensor, g: torch.Tensor) -> None:
+            a = _grad_tensor(g, p, f"{where}['params'][{j}]")
+            plan.table.set_grad(j, a, a.data_ptr())
+
+        plan.refresh = (entry, grad)
+        return plan
 
 
 def _step_count(value: float) -> int:
@@ -466,8 +374,8 @@ def _check_tensor(t: torch.Tensor, name: str, where: str) -> None:
         )
 
 
-def _new_entry(plan: _GroupPlan, j: int, p: torch.Tensor, state: dict[str, Any], where: str) -> _Entry:
-    """Check a parameter and its state, creating the state on first use."""
+def _new_entry(plan: _GroupPlan, j: int, p: torch.Tensor, state: dict[str, Any], where: str) -> None:
+    """Check a parameter and its state, creating the state on first use, and record them."""
     _check_tensor(p, "the parameter", where)
     if len(state) == 0:
         step = 0.0
@@ -487,15 +395,21 @@ def _new_entry(plan: _GroupPlan, j: int, p: torch.Tensor, state: dict[str, Any],
     state["step"] = plan.steps[j]
     state["exp_avg"] = exp_avg
     state["exp_inf"] = exp_inf
-    return _Entry(p, state, state["step"])
+    plan.written[j] = (p, exp_avg, exp_inf)
+    # detach() aliases hold the memory the table writes, even if p.data is replaced.
+    keep = (p.detach(), exp_avg.detach(), exp_inf.detach())
+    plan.table.set_entry(j, p, p.dtype, state, exp_avg, exp_inf, state["step"], p.data_ptr(),
+                         exp_avg.data_ptr(), exp_inf.data_ptr(), p.numel(),
+                         p.dtype == torch.float64, keep)
 
 
-def _check_disjoint(entries: list[_Entry], where: str) -> None:
+def _check_disjoint(written: list[tuple[torch.Tensor, ...] | None], where: str) -> None:
     """No written tensor of a group overlaps another (a shared parameter, say)."""
     spans = sorted(
-        (*_interval(t), j, name)
-        for j, e in enumerate(entries)
-        for name, t in (("parameter", e.param), ("exp_avg", e.exp_avg), ("exp_inf", e.exp_inf))
+        (t.data_ptr(), t.data_ptr() + t.numel() * t.element_size(), j, name)
+        for j, tensors in enumerate(written)
+        if tensors is not None
+        for name, t in zip(("parameter", "exp_avg", "exp_inf"), tensors)
         if t.numel()
     )
     for (_, end, _, name), (start, _, _, other) in zip(spans, spans[1:]):
@@ -506,14 +420,14 @@ def _check_disjoint(entries: list[_Entry], where: str) -> None:
             )
 
 
-def _grad_array(g: torch.Tensor, param_view: np.ndarray, where: str) -> np.ndarray:
-    """The gradient as a C-contiguous array, or a clear error (the slow path)."""
+def _grad_tensor(g: torch.Tensor, p: torch.Tensor, where: str) -> torch.Tensor:
+    """A contiguous copy of a gradient the kernel cannot read as it is, or a clear error."""
     if g.layout is not torch.strided:
         raise TypeError(f"{where}: the gradient is {g.layout}; sparse gradients are not supported")
     _check_tensor(g.detach().contiguous(), "the gradient", where)
-    if g.numel() != param_view.size or g.dtype != torch.from_numpy(param_view).dtype:
+    if g.numel() != p.numel() or g.dtype != p.dtype:
         raise ValueError(f"{where}: the gradient does not match the parameter's shape and dtype")
-    return g.detach().resolve_neg().resolve_conj().contiguous().numpy()
+    return g.detach().resolve_neg().resolve_conj().contiguous()
 
 
 def time_step(

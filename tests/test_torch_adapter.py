@@ -376,6 +376,140 @@ def test_closure_is_called_with_gradients_enabled():
     assert float(opt.state[p]["step"]) == 1.0
 
 
+# -- what changes between steps ----------------------------------------------------
+# The optimizer caches, per parameter, the memory it writes and the last
+# gradient it read; these tests change each of them between steps and check
+# every step bitwise against the kernel on NumPy copies.
+
+
+class Mirror:
+    """One parameter's expected values: the kernel applied to NumPy copies."""
+
+    def __init__(self, p):
+        self.param = p.detach().numpy().copy()
+        self.m = np.zeros_like(self.param)
+        self.u = np.zeros_like(self.param)
+        self.t = 0
+
+    def step(self, grad):
+        self.t += 1
+        g = grad.detach().resolve_neg().contiguous().numpy()
+        adamax_step_inplace(self.param, g, self.m, self.u, self.t, convention="torch")
+
+    def check(self, opt, p):
+        np.testing.assert_array_equal(p.detach().numpy(), self.param)
+        np.testing.assert_array_equal(opt.state[p]["exp_avg"].numpy(), self.m)
+        np.testing.assert_array_equal(opt.state[p]["exp_inf"].numpy(), self.u)
+        assert float(opt.state[p]["step"]) == self.t
+
+
+def test_every_kind_of_gradient_change_between_steps_is_seen():
+    p = torch.nn.Parameter(torch.randn(4, 3, dtype=torch.float64))
+    opt, mirror = Adamax([p]), Mirror(p)
+    kept = torch.randn(4, 3, dtype=torch.float64)
+
+    def reuse_modified_in_place():
+        kept.copy_(torch.randn(4, 3, dtype=torch.float64))  # zero_grad(set_to_none=False) + backward
+        return kept
+
+    def swap_data_of_kept():
+        kept.data = torch.randn(4, 3, dtype=torch.float64)  # the same object on new memory
+        return kept
+
+    def swap_data_of_kept_to_strided():
+        kept.data = torch.randn(3, 4, dtype=torch.float64).t()
+        return kept
+
+    changes = [
+        lambda: kept,
+        reuse_modified_in_place,
+        lambda: torch.randn(4, 3, dtype=torch.float64),  # a new tensor (set_to_none=True)
+        lambda: torch.randn(3, 4, dtype=torch.float64).t(),  # not contiguous: read through a copy
+        lambda: torch._neg_view(torch.randn(4, 3, dtype=torch.float64)),  # lazily negated
+        lambda: kept,
+        swap_data_of_kept,
+        reuse_modified_in_place,
+        swap_data_of_kept_to_strided,
+        lambda: kept,
+    ]
+    for change in changes:
+        p.grad = change()
+        expected_grad = p.grad.detach().resolve_neg().clone()
+        opt.step()
+        mirror.step(expected_grad)
+        mirror.check(opt, p)
+
+
+def test_replaced_parameter_data_is_updated_and_the_old_memory_left_alone():
+    p = torch.nn.Parameter(torch.randn(6))
+    opt = Adamax([p])
+    p.grad = torch.randn(6)
+    opt.step()
+    mirror = Mirror(p)
+    mirror.m, mirror.u, mirror.t = (opt.state[p]["exp_avg"].numpy().copy(),
+                                    opt.state[p]["exp_inf"].numpy().copy(), 1)
+    old = p.data
+    old_values = old.clone()
+    p.data = torch.randn(6)
+    mirror.param = p.detach().numpy().copy()
+    for _ in range(3):
+        p.grad = torch.randn(6)
+        opt.step()
+        mirror.step(p.grad)
+        mirror.check(opt, p)
+    assert torch.equal(old, old_values)
+
+
+def test_state_replaced_by_the_user_is_read_again():
+    p = torch.nn.Parameter(torch.randn(5))
+    opt, mirror = Adamax([p]), Mirror(p)
+    for s in range(6):
+        if s == 2:
+            opt.state[p] = {}  # start this parameter afresh, as torch.optim.Adamax would
+            mirror.m[:], mirror.u[:], mirror.t = 0, 0, 0
+        if s == 4:
+            opt.state[p]["exp_avg"] = torch.full((5,), 0.5)
+            mirror.m[:] = 0.5
+        p.grad = torch.randn(5)
+        opt.step()
+        mirror.step(p.grad)
+        mirror.check(opt, p)
+
+
+def test_parameters_added_to_a_group_list_are_stepped():
+    a, b = torch.nn.Parameter(torch.randn(3)), torch.nn.Parameter(torch.randn(2, dtype=torch.float64))
+    opt = Adamax([a])
+    mirrors = {id(a): Mirror(a)}
+    for s in range(4):
+        if s == 2:
+            opt.param_groups[0]["params"].append(b)
+            mirrors[id(b)] = Mirror(b)
+        for p in opt.param_groups[0]["params"]:
+            p.grad = torch.randn_like(p)
+        opt.step()
+        for p in opt.param_groups[0]["params"]:
+            mirrors[id(p)].step(p.grad)
+            mirrors[id(p)].check(opt, p)
+
+
+@pytest.mark.parametrize("swap, error, match", [
+    (lambda g: torch.randn(7), ValueError, "does not match"),
+    (lambda g: torch.randn(6, dtype=torch.float64), ValueError, "does not match"),
+], ids=["fewer elements", "another dtype"])
+def test_a_cached_gradient_changed_behind_the_optimizer_is_refused(swap, error, match):
+    # .data bypasses the checks torch makes when a gradient is assigned.
+    p = torch.nn.Parameter(torch.randn(6))
+    opt = Adamax([p])
+    p.grad = torch.randn(6)
+    opt.step()
+    snapshot = _state_snapshot(opt, [p])
+    p.grad.data = swap(p.grad)
+    with pytest.raises(error, match=match):
+        opt.step()
+    for before, after in zip(snapshot, _state_snapshot(opt, [p])):
+        assert torch.equal(before, after)
+
+
 # -- errors -----------------------------------------------------------------
 
 
