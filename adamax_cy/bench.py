@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import os
 import platform
@@ -45,6 +46,11 @@ SMOKE_SIZES = (1, 1_000)
 DTYPES = ("float32", "float64")
 MANY = (200, 1_000)  # arrays x elements, against one array of arrays * elements
 SMOKE_MANY = (4, 100)
+# adamax_cy.torch.Adamax against torch.optim.Adamax: (tensors, elements) and the
+# speed-up it should reach over the faster of torch's two implementations.
+OPTIMIZERS = ((1, 1_000_000, 3.0), (200, 1_000, 10.0))
+SMOKE_OPTIMIZERS = ((1, 1_000, 3.0), (4, 100, 10.0))
+GRADIENTS = ("kept", "new")  # p.grad the same tensor at every step, or a new one (zero_grad())
 STEP = 3  # any t > 1 will do; the cost does not depend on it
 
 FLOOR = "floor"
@@ -291,6 +297,39 @@ def many_cases(dtype: str, arrays: int, elements: int) -> list[tuple[str, timeit
     ]
 
 
+def optimizer_cases(dtype: str, tensors: int, elements: int, gradients: str,
+                    notes: list[str]) -> list[tuple[str, timeit.Timer]]:
+    """``step()`` of adamax_cy.torch.Adamax and of torch.optim.Adamax (both ways) on
+    ``tensors`` parameters of ``elements`` each; empty without torch.
+
+    With ``gradients="new"`` every step first gives each parameter a
+    gradient tensor other than its last one, as ``zero_grad()`` and
+    ``backward()`` do (two sets, used in turn: nothing is allocated).
+    """
+    torch, cy_adamax = _torch(), _cy_torch()
+    if torch is None or cy_adamax is None:
+        note = "torch or adamax_cy.torch is not available: the optimizer comparison is skipped"
+        if note not in notes:
+            notes.append(note)
+        return []
+    named = []
+    for name, cls, options in ((CY_TORCH, cy_adamax, {}),
+                               (TORCH, torch.optim.Adamax, {"foreach": False}),
+                               (TORCH_FOREACH, torch.optim.Adamax, {"foreach": True})):
+        arrays = [state(elements, dtype, seed) for seed in range(tensors)]
+        params = [torch.nn.Parameter(torch.from_numpy(a[0])) for a in arrays]
+        grads = [[torch.from_numpy(a[1]) for a in arrays],
+                 [torch.from_numpy(a[1].copy()) for a in arrays]]
+        for p, g in zip(params, grads[0]):
+            p.grad = g
+        opt = cls(params, lr=LR, betas=(BETA1, BETA2), eps=EPS, **options)
+        ns = {"opt": opt, "params": params, "sets": itertools.cycle(grads), "zip": zip}
+        stmt = "opt.step()" if gradients == "kept" else (
+            "for p, g in zip(params, next(sets)):\n    p.grad = g\nopt.step()")
+        named.append((name, timeit.Timer(stmt, globals=ns)))
+    return named
+
+
 def allocation_per_step(n: int, dtype: str, steps: int = 20, step: Any = None) -> int:
     """Peak bytes traced by ``tracemalloc`` over ``steps`` calls of
     ``step(param, grad, m, u, t)`` (default: :func:`adamax_step_inplace`) on
@@ -369,7 +408,8 @@ def _status(ok: bool) -> str:
 
 
 def evaluate(
-    timings: list[Timing], many: list[dict[str, Any]], allocations: dict[str, int]
+    timings: list[Timing], many: list[dict[str, Any]], allocations: dict[str, int],
+    optimizers: Sequence[dict[str, Any]] = (),
 ) -> list[Target]:
     """Each target of the benchmark, with the numbers it was judged on."""
     targets = []
@@ -467,6 +507,14 @@ def evaluate(
         "zero heap allocation per in-place step (tracemalloc)",
         _status(all(v == 0 for v in allocations.values())) if allocations else "not measured",
         ", ".join(f"{k}: {v} bytes" for k, v in allocations.items()), dict(allocations)))
+
+    # 7. adamax_cy.torch.Adamax against the faster of torch.optim.Adamax's two ways.
+    targets.append(Target(
+        "adamax_cy.torch.Adamax: >= 3x torch.optim.Adamax on 1 x 1,000,000, >= 10x on 200 x 1,000",
+        _status(all(e["speedup"] >= e["target"] for e in optimizers)) if optimizers
+        else "not measured",
+        "; ".join(f"{e['dtype']} {e['tensors']} x {e['elements']}, {e['gradients']} gradients: "
+                  f"{e['speedup']:.2f}x" for e in optimizers), {"cases": list(optimizers)}))
     return targets
 
 
@@ -555,6 +603,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         "forced on), to set the kernel's serial threshold")
     parser.add_argument("--no-many", action="store_true",
                         help="skip the many-arrays comparison")
+    parser.add_argument("--no-optimizers", action="store_true",
+                        help="skip adamax_cy.torch.Adamax against torch.optim.Adamax")
     parser.add_argument("--json", metavar="PATH",
                         help="write the results as JSON to PATH ('-' for standard output)")
     parser.add_argument("--markdown", metavar="PATH",
@@ -568,10 +618,13 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
     """The effective settings of a run from its options."""
     if args.smoke:
         sizes, batches, batch_time, many = SMOKE_SIZES, 3, 0.002, SMOKE_MANY
+        optimizers = SMOKE_OPTIMIZERS
     elif args.quick:
         sizes, batches, batch_time, many = QUICK_SIZES, 4, 0.02, MANY
+        optimizers = OPTIMIZERS
     else:
         sizes, batches, batch_time, many = SIZES, 9, 0.05, MANY
+        optimizers = OPTIMIZERS
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     for d in dtypes:
         if d not in DTYPES:
@@ -590,6 +643,8 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "batch_seconds": args.batch_time or batch_time,
         "implementations": only,
         "many": None if args.no_many else list(many),
+        "optimizers": [] if args.no_optimizers or CY_TORCH not in only
+        else [list(case) for case in optimizers],
     }
 
 
@@ -597,10 +652,11 @@ def benchmark(s: dict[str, Any], progress_bar: bool = True) -> dict[str, Any]:
     """Run the benchmark described by ``settings``; return the results as a dict."""
     notes: list[str] = []
     started = time.perf_counter()
-    total = s["batches"] * (len(s["sizes"]) + (1 if s["many"] else 0)) * len(s["dtypes"])
-    progress = _progress(total, progress_bar, notes)
+    rounds = len(s["sizes"]) + (1 if s["many"] else 0) + len(s["optimizers"]) * len(GRADIENTS)
+    progress = _progress(s["batches"] * rounds * len(s["dtypes"]), progress_bar, notes)
     timings: list[Timing] = []
     many: list[dict[str, Any]] = []
+    optimizers: list[dict[str, Any]] = []
     try:
         for dtype in s["dtypes"]:
             for n in s["sizes"]:
@@ -623,6 +679,22 @@ def benchmark(s: dict[str, Any], progress_bar: bool = True) -> dict[str, Any]:
                     "many_s": medians[0], "many_one_s": medians[1], "one_s": medians[2],
                     "ratio": medians[0] / medians[2],
                 })
+            for tensors, elements, target in s["optimizers"]:
+                for gradients in GRADIENTS:
+                    progress.set_description(f"{dtype} optimizers {tensors} x {elements}")
+                    named = optimizer_cases(dtype, tensors, elements, gradients, notes)
+                    if not named:
+                        progress.update(s["batches"])
+                        continue
+                    samples = time_interleaved(named, s["batches"], s["batch_seconds"], progress)
+                    medians = {name: statistics.median(samples[name][0]) for name, _ in named}
+                    torch_s = min(medians[TORCH], medians[TORCH_FOREACH])
+                    optimizers.append({
+                        "dtype": dtype, "tensors": tensors, "elements": elements,
+                        "gradients": gradients, "adamax_cy_s": medians[CY_TORCH],
+                        "torch_s": medians[TORCH], "torch_foreach_s": medians[TORCH_FOREACH],
+                        "speedup": torch_s / medians[CY_TORCH], "target": target,
+                    })
     finally:
         progress.close()
     allocations = {f"{d} n={n}": allocation_per_step(n, d)
@@ -636,7 +708,8 @@ def benchmark(s: dict[str, Any], progress_bar: bool = True) -> dict[str, Any]:
         "notes": notes,
         "results": [asdict(t) for t in timings],
         "many": many,
-        "targets": [asdict(t) for t in evaluate(timings, many, allocations)],
+        "optimizers": optimizers,
+        "targets": [asdict(t) for t in evaluate(timings, many, allocations, optimizers)],
         "seconds": time.perf_counter() - started,
     }
 
@@ -681,6 +754,11 @@ def report(results: dict[str, Any], file: Any = sys.stdout) -> None:
               f"{_fmt_time(e['many_s'])}; one array of {e['arrays'] * e['elements']}: "
               f"{_fmt_time(e['one_s'])} in place, {_fmt_time(e['many_one_s'])} through "
               f"adamax_step_many; ratio {e['ratio']:.2f}", file=file)
+    for e in results["optimizers"]:
+        print(f"{e['dtype']}: optimizer step, {e['tensors']} x {e['elements']}, "
+              f"{e['gradients']} gradients: adamax_cy.torch.Adamax {_fmt_time(e['adamax_cy_s'])}, "
+              f"torch foreach=False {_fmt_time(e['torch_s'])}, foreach=True "
+              f"{_fmt_time(e['torch_foreach_s'])}: {e['speedup']:.2f}x the faster", file=file)
     for note in results["notes"]:
         print(f"note: {note}", file=file)
     print("\ntargets:", file=file)
@@ -709,6 +787,14 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"| {e['dtype']} | {e['arrays']} × {e['elements']:,}: "
                          f"{_fmt_time(e['many_s'])} | {_fmt_time(e['one_s'])} "
                          f"| {_fmt_time(e['many_one_s'])} | {e['ratio']:.2f} |")
+    if results["optimizers"]:
+        lines += ["", "| dtype | tensors × elements | gradients | adamax_cy.torch.Adamax "
+                  "| torch foreach=False | torch foreach=True | speed-up over the faster |",
+                  "|---|---|---|---:|---:|---:|---:|"]
+        for e in results["optimizers"]:
+            lines.append(f"| {e['dtype']} | {e['tensors']} × {e['elements']:,} | {e['gradients']} "
+                         f"| {_fmt_time(e['adamax_cy_s'])} | {_fmt_time(e['torch_s'])} "
+                         f"| {_fmt_time(e['torch_foreach_s'])} | {e['speedup']:.2f} |")
     lines += ["", "| target | result | measured |", "|---|---|---|"]
     for t in results["targets"]:
         lines.append(f"| {t['name']} | **{t['status']}** | {t['detail']} |")

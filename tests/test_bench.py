@@ -8,6 +8,7 @@ import pytest
 from adamax_cy import bench
 
 FAST = ",".join([bench.FLOOR, bench.FLOOR_1T, bench.INPLACE, bench.INPLACE_1T, bench.NUMPY, bench.NUMPY_OUT])
+OPTIMIZER_TARGET = next(t.name for t in bench.evaluate([], [], {}) if "torch.Adamax" in t.name)
 TIMING_FIELDS = {"implementation", "dtype", "n", "median_s", "q1_s", "q3_s", "min_s", "max_s",
                  "spread", "calls_per_batch", "batches", "gbps", "floor_pct", "speedup"}
 
@@ -59,8 +60,11 @@ def test_many_arrays_and_targets_are_reported(smoke):
         assert (e["arrays"], e["elements"]) == (arrays, elements)
         assert e["ratio"] == pytest.approx(e["many_s"] / e["one_s"])
     statuses = {t["name"]: t["status"] for t in results["targets"]}
-    assert len(statuses) == 6
+    assert len(statuses) == 7
     assert set(statuses.values()) <= {"pass", "miss", "not measured"}
+    # adamax_cy.torch.Adamax was not among the implementations asked for
+    assert results["settings"]["optimizers"] == [] and results["optimizers"] == []
+    assert statuses[OPTIMIZER_TARGET] == "not measured"
     # The smoke sizes stop at 1,000 elements: the large-array targets cannot be judged.
     assert statuses["16M float64: >= 90% of the floor"] == "not measured"
 
@@ -79,6 +83,22 @@ def test_markdown_has_a_row_per_result_and_target(smoke, tmp_path_factory):
     assert len(rows) == len(results["results"]) + len(results["many"])
     for t in results["targets"]:
         assert f"| {t['name']} | **{t['status']}** |" in text
+
+
+def test_optimizers_are_compared_with_torch(tmp_path):
+    pytest.importorskip("torch")
+    path = tmp_path / "out.json"
+    argv = ["--smoke", "--only", bench.CY_TORCH, "--dtypes", "float32", "--no-many", "--sizes", "1",
+            "--json", str(path), "--no-progress"]
+    assert bench.main(argv) == 0
+    results = json.loads(path.read_text())
+    cases = results["optimizers"]
+    expected = [(t, e, g) for t, e, _ in bench.SMOKE_OPTIMIZERS for g in bench.GRADIENTS]
+    assert [(c["tensors"], c["elements"], c["gradients"]) for c in cases] == expected
+    for c in cases:
+        assert c["speedup"] == pytest.approx(min(c["torch_s"], c["torch_foreach_s"]) / c["adamax_cy_s"])
+    target = next(t for t in results["targets"] if t["name"] == OPTIMIZER_TARGET)
+    assert target["status"] == ("pass" if all(c["speedup"] >= c["target"] for c in cases) else "miss")
 
 
 def test_plot_is_written(smoke):
