@@ -21,7 +21,7 @@ from cpython.object cimport PyObject
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cython.parallel cimport prange
 from libc.math cimport isfinite, pow
-from libc.stdint cimport uintptr_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint64_t, uintptr_t
 from libc.string cimport memset
 
 cimport numpy as cnp
@@ -735,6 +735,63 @@ def compiler_version():
 
 # ---------------------------------------------------------------- tensors
 
+cdef extern from *:
+    """
+    /* The start of DLPack's DLManagedTensor (dlpack.h, stable since v0.2):
+       what a "dltensor" capsule points to. */
+    typedef struct { int32_t device_type; int32_t device_id; } adamax_cy_dl_device;
+    typedef struct { uint8_t code; uint8_t bits; uint16_t lanes; } adamax_cy_dl_dtype;
+    typedef struct {
+        void* data;
+        adamax_cy_dl_device device;
+        int32_t ndim;
+        adamax_cy_dl_dtype dtype;
+        int64_t* shape;
+        int64_t* strides;   /* NULL: C-contiguous */
+        uint64_t byte_offset;
+    } adamax_cy_dl_tensor;
+    """
+    ctypedef struct DLDevice "adamax_cy_dl_device":
+        int32_t device_type
+    ctypedef struct DLDataType "adamax_cy_dl_dtype":
+        uint8_t code
+        uint8_t bits
+        uint16_t lanes
+    ctypedef struct DLTensor "adamax_cy_dl_tensor":
+        void* data
+        DLDevice device
+        int32_t ndim
+        DLDataType dtype
+        int64_t* shape
+        int64_t* strides
+        uint64_t byte_offset
+
+cdef enum:
+    DL_CPU = 1
+    DL_FLOAT = 2
+
+
+cdef bint dense_data(const DLTensor* t, Py_ssize_t size, int bits, uintptr_t* data) noexcept:
+    # Whether t is a C-contiguous CPU array of ``size`` floats of ``bits``
+    # bits; if so, the address of its elements in ``data``.
+    cdef int64_t numel = 1, expected = 1
+    cdef int d
+    if not (t.device.device_type == DL_CPU and t.dtype.code == DL_FLOAT
+            and t.dtype.bits == bits and t.dtype.lanes == 1):
+        return False
+    for d in range(t.ndim):
+        numel *= t.shape[d]
+    if numel != size:
+        return False
+    if t.strides != NULL:
+        for d in range(t.ndim - 1, -1, -1):
+            if t.shape[d] != 1 and t.strides[d] != expected:
+                return False
+            expected *= t.shape[d]
+    data[0] = <uintptr_t>t.data + <uintptr_t>t.byte_offset
+    return True
+
+
 cdef class TensorTable:
     """The per-step bookkeeping of one parameter group of ``adamax_cy.torch.Adamax``.
 
@@ -755,7 +812,7 @@ cdef class TensorTable:
     cdef readonly Py_ssize_t count
     cdef readonly bint rebuilt       # gather() replaced an entry
     cdef list params, dtypes, states, exp_avgs, exp_infs, steps_of, grads, keep, copies
-    cdef object strided              # torch.strided
+    cdef object to_dlpack            # torch.utils.dlpack.to_dlpack
     cdef object steps                # float32 or float64 NumPy view of the counters
     cdef char* steps_data
     cdef bint steps64
@@ -776,11 +833,11 @@ cdef class TensorTable:
     cdef int threads
     cdef Table work[2]               # float32, float64 quadruples of one call
 
-    def __cinit__(self, list params, steps, strided):
+    def __cinit__(self, list params, steps, to_dlpack):
         cdef Py_ssize_t n = len(params)
         cdef Py_ssize_t m = n if n > 0 else 1  # room for one: malloc(0) may return NULL
         self.count = n
-        self.strided = strided
+        self.to_dlpack = to_dlpack
         self.params = list(params)
         self.dtypes = [None] * n
         self.states = [None] * n
@@ -910,17 +967,17 @@ cdef class TensorTable:
                     raise RuntimeError(f"refresh_entry did not set parameter {j}")
             if g is self.grads[j] and <uintptr_t>g.data_ptr() == self.grad_ptr[j]:
                 self.step_grad[j] = self.grad_ptr[j]
-            elif self.usable_grad(j, g):
-                ptr = g.data_ptr()
-                self.grads[j] = g
-                self.copies[j] = None
-                self.grad_ptr[j] = ptr
-                self.step_grad[j] = ptr
             else:
-                self.copies[j] = None
-                refresh_grad(j, p, g)
-                if self.copies[j] is None:
-                    raise RuntimeError(f"refresh_grad did not set the gradient of parameter {j}")
+                if not self.grad_data(j, g, &ptr):
+                    self.copies[j] = None
+                    refresh_grad(j, p, g)
+                    if self.copies[j] is None:
+                        raise RuntimeError(f"refresh_grad did not set the gradient of parameter {j}")
+                else:
+                    self.grads[j] = g
+                    self.copies[j] = None
+                    self.grad_ptr[j] = ptr
+                    self.step_grad[j] = ptr
             self.selected[n] = j
             n += 1
         self.n_selected = n
@@ -936,11 +993,18 @@ cdef class TensorTable:
         x = PyDict_GetItem(state, "step")
         return x != NULL and <object>x is self.steps_of[j]
 
-    cdef bint usable_grad(self, Py_ssize_t j, g) except -1:
-        # A dense, contiguous CPU gradient of the parameter's dtype and size,
-        # stored as it reads (no lazy negation).
-        return (g.layout is self.strided and g.dtype is self.dtypes[j] and g.is_cpu
-                and g.numel() == self.size[j] and g.is_contiguous() and not g.is_neg())
+    cdef bint grad_data(self, Py_ssize_t j, g, uintptr_t* data) except -1:
+        # Whether the kernel can read gradient g in place: dense,
+        # C-contiguous, on the CPU, of the parameter's dtype and size, stored
+        # as it reads (no lazy negation); if so, its address in ``data``. One
+        # DLPack export answers all but the last, faster than asking torch each.
+        try:
+            capsule = self.to_dlpack(g)
+        except (RuntimeError, TypeError, BufferError):  # sparse, for one
+            return False
+        return (dense_data(<const DLTensor*>PyCapsule_GetPointer(capsule, b"dltensor"),
+                           self.size[j], 64 if self.is64[j] else 32, data)
+                and not g.is_neg())
 
     def selected_params(self):
         """The parameters found by the last :meth:`gather`."""

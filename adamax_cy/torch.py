@@ -49,7 +49,7 @@ class _GroupPlan:
         params = list(group["params"])
         self.steps = torch.zeros(len(params), dtype=_scalar_dtype())
         self.steps_np = self.steps.numpy()
-        self.table = _kernel.TensorTable(params, self.steps_np, torch.strided)
+        self.table = _kernel.TensorTable(params, self.steps_np, torch.utils.dlpack.to_dlpack)
         # per parameter: the tensors the step writes, once checked
         self.written: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None] = [None] * len(params)
         # the table's callbacks, set by the optimizer
@@ -242,17 +242,24 @@ class Adamax(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        tables = [t for i, group in enumerate(self.param_groups) if (t := self._prepare(i, group))]
-        touched = [p for t in tables for p in t.selected_params()]
-        for t in tables:
-            t.run()
+        prepared = [w for i, group in enumerate(self.param_groups) if (w := self._prepare(i, group))]
+        touched = [p for _, params in prepared for p in params] if len(prepared) > 1 else (
+            prepared[0][1] if prepared else [])
+        for table, _ in prepared:
+            table.run()
         if touched:
             # The writes bypassed torch: let autograd know, as an in-place op would.
             torch.autograd.graph.increment_version(touched)
         return loss
 
-    def _prepare(self, i: int, group: dict[str, Any]) -> _kernel.TensorTable | None:
-        """Check group ``i`` and compute its coefficients; its table, or None without gradients.
+    def _prepare(
+        self, i: int, group: dict[str, Any]
+    ) -> tuple[_kernel.TensorTable, list[torch.Tensor]] | None:
+        """Check group ``i`` and compute its coefficients.
+
+        Returns its table and the parameters the step will write (all of the
+        group's when their count is the table's), or None when no parameter
+        has a gradient.
 
         The compiled table does the per-parameter work; Python runs only
         for what changed since the last step (a new parameter or state, a
@@ -288,7 +295,7 @@ class Adamax(torch.optim.Optimizer):
             checked = (o["lr"], o["beta1"], o["beta2"], o["eps"], o["weight_decay"], o["maximize"])
             if not plan.table.prepare(*checked, self.convention, self.num_threads):
                 raise AssertionError(f"{where}: checked hyperparameters refused: {o}")
-        return plan.table
+        return plan.table, params if found == len(params) else plan.table.selected_params()
 
     def _new_plan(self, group: dict[str, Any], where: str) -> _GroupPlan:
         plan = _GroupPlan(group)
@@ -403,7 +410,7 @@ def _new_entry(plan: _GroupPlan, j: int, p: torch.Tensor, state: dict[str, Any],
                          p.dtype == torch.float64, keep)
 
 
-def _check_disjoint(written: list[tuple[torch.Tensor, ...] | None], where: str) -> None:
+def _check_disjoint(written: Sequence[tuple[torch.Tensor, ...] | None], where: str) -> None:
     """No written tensor of a group overlaps another (a shared parameter, say)."""
     spans = sorted(
         (t.data_ptr(), t.data_ptr() + t.numel() * t.element_size(), j, name)
