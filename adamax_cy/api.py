@@ -86,7 +86,7 @@ def check_num_threads(num_threads: Any) -> int:
         return 0
     if isinstance(num_threads, (bool, np.bool_)) or not isinstance(num_threads, numbers.Integral):
         raise TypeError(f"num_threads must be None or an integer >= 1, got {num_threads!r}")
-    if not 1 <= num_threads <= _kernel.thread_limit:
+    if not 1 <= operator.index(num_threads) <= _kernel.thread_limit:
         raise ValueError(
             f"num_threads must be None or an integer from 1 to {_kernel.thread_limit}, "
             f"got {num_threads!r}"

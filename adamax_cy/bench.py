@@ -560,7 +560,7 @@ def _progress(total: int, enabled: bool, notes: list[str]) -> Any:
     if not enabled:
         return _NoProgress()
     try:
-        from tqdm import tqdm
+        from tqdm import tqdm  # type: ignore[import-untyped]
     except ImportError:
         notes.append("tqdm is not installed: no progress bar (pip install 'adamax_cy[bench]')")
         return _NoProgress()
@@ -616,6 +616,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def settings(args: argparse.Namespace) -> dict[str, Any]:
     """The effective settings of a run from its options."""
+    sizes: Sequence[int]
+    many: tuple[int, int]
     if args.smoke:
         sizes, batches, batch_time, many = SMOKE_SIZES, 3, 0.002, SMOKE_MANY
         optimizers = SMOKE_OPTIMIZERS
@@ -687,13 +689,13 @@ def benchmark(s: dict[str, Any], progress_bar: bool = True) -> dict[str, Any]:
                         progress.update(s["batches"])
                         continue
                     samples = time_interleaved(named, s["batches"], s["batch_seconds"], progress)
-                    medians = {name: statistics.median(samples[name][0]) for name, _ in named}
-                    torch_s = min(medians[TORCH], medians[TORCH_FOREACH])
+                    median = {name: statistics.median(samples[name][0]) for name, _ in named}
+                    torch_s = min(median[TORCH], median[TORCH_FOREACH])
                     optimizers.append({
                         "dtype": dtype, "tensors": tensors, "elements": elements,
-                        "gradients": gradients, "adamax_cy_s": medians[CY_TORCH],
-                        "torch_s": medians[TORCH], "torch_foreach_s": medians[TORCH_FOREACH],
-                        "speedup": torch_s / medians[CY_TORCH], "target": target,
+                        "gradients": gradients, "adamax_cy_s": median[CY_TORCH],
+                        "torch_s": median[TORCH], "torch_foreach_s": median[TORCH_FOREACH],
+                        "speedup": torch_s / median[CY_TORCH], "target": target,
                     })
     finally:
         progress.close()

@@ -21,6 +21,15 @@ def test_stub_matches_the_compiled_module(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+def test_package_type_checks():
+    # The annotations and the stub agree with how the code uses them.
+    root = pathlib.Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy", "adamax_cy"], capture_output=True, text=True, cwd=root,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
 def test_kernel_is_compiled():
     from adamax_cy import _kernel
 
