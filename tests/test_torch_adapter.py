@@ -425,6 +425,8 @@ def test_every_kind_of_gradient_change_between_steps_is_seen():
         reuse_modified_in_place,
         lambda: torch.randn(4, 3, dtype=torch.float64),  # a new tensor (set_to_none=True)
         lambda: torch.randn(3, 4, dtype=torch.float64).t(),  # not contiguous: read through a copy
+        lambda: torch.randn(20, dtype=torch.float64)[5:17].view(4, 3),  # starts inside its storage
+        lambda: torch.randn(4, 1, 3, dtype=torch.float64)[:, 0],  # contiguous, odd strides
         lambda: torch._neg_view(torch.randn(4, 3, dtype=torch.float64)),  # lazily negated
         lambda: kept,
         swap_data_of_kept,
