@@ -19,9 +19,10 @@ from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject
 from cpython.pycapsule cimport PyCapsule_GetPointer
+from cpython.sequence cimport PySequence_Fast_ITEMS
 from cython.parallel cimport prange
 from libc.math cimport isfinite, pow
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint64_t, uintptr_t
+from libc.stdint cimport UINTPTR_MAX, int32_t, int64_t, uint8_t, uint16_t, uint64_t, uintptr_t
 from libc.string cimport memset
 
 cimport numpy as cnp
@@ -318,7 +319,8 @@ cdef int fast_coefficients(
 
 cdef extern from *:
     """
-    typedef struct { uintptr_t start; uintptr_t stop; } adamax_cy_interval;
+    /* written: the array is written by the step (param, m, u), not only read (grad). */
+    typedef struct { uintptr_t start; uintptr_t stop; int written; } adamax_cy_interval;
 
     /* Sort intervals by start: quicksort (middle pivot) with insertion sort
        for short runs, comparisons inline (qsort's calls through a pointer
@@ -345,56 +347,110 @@ cdef extern from *:
             a[j] = t;
         }
     }
+
+    /* Sort a[0, n) by the key (start - base) >> shift (base at most every
+       start), a least-significant-digit radix sort through scratch (room for
+       n intervals) with digits of about log2(n) bits; returns the sorted
+       array, a or scratch. Equal keys come in no particular order. */
+    static adamax_cy_interval* adamax_cy_radix_sort(
+            adamax_cy_interval* a, adamax_cy_interval* scratch, Py_ssize_t n,
+            uintptr_t base, int shift) {
+        Py_ssize_t count[1 << 11];
+        uintptr_t keys = 0;
+        int bits = 0, width = 0, passes, pass;
+        for (Py_ssize_t i = 0; i < n; i++) keys |= (a[i].start - base) >> shift;
+        while (bits < 64 && (keys >> bits)) bits++;
+        while (width < 11 && ((Py_ssize_t)1 << width) < n) width++;
+        if (bits == 0) return a;
+        passes = (bits + width - 1) / width;
+        width = (bits + passes - 1) / passes;
+        for (pass = 0; pass < passes; pass++) {
+            int at = shift + pass * width;
+            uintptr_t mask = ((uintptr_t)1 << width) - 1;
+            Py_ssize_t total = 0, buckets = (Py_ssize_t)1 << width;
+            adamax_cy_interval* t;
+            for (Py_ssize_t b = 0; b < buckets; b++) count[b] = 0;
+            for (Py_ssize_t i = 0; i < n; i++) count[((a[i].start - base) >> at) & mask]++;
+            for (Py_ssize_t b = 0; b < buckets; b++) {
+                Py_ssize_t c = count[b]; count[b] = total; total += c;
+            }
+            for (Py_ssize_t i = 0; i < n; i++)
+                scratch[count[((a[i].start - base) >> at) & mask]++] = a[i];
+            t = a; a = scratch; scratch = t;
+        }
+        return a;
+    }
     """
     ctypedef struct Interval "adamax_cy_interval":
         uintptr_t start
         uintptr_t stop
+        int written
     void sort_intervals "adamax_cy_sort"(Interval* a, Py_ssize_t n) noexcept nogil
+    Interval* radix_sort_intervals "adamax_cy_radix_sort"(
+        Interval* a, Interval* scratch, Py_ssize_t n, uintptr_t base, int shift) noexcept nogil
 
 
 cdef inline bint overlap(Interval a, Interval b) noexcept nogil:
     return a.start < b.stop and b.start < a.stop
 
 
-cdef inline Interval interval(cnp.ndarray a) noexcept:
+cdef inline Interval interval(PyObject* a, Py_ssize_t nbytes, bint written) noexcept:
     cdef Interval r
-    r.start = <uintptr_t>cnp.PyArray_DATA(a)
-    r.stop = r.start + <uintptr_t>cnp.PyArray_NBYTES(a)
+    r.start = <uintptr_t>cnp.PyArray_DATA(<cnp.ndarray>a)
+    r.stop = r.start + <uintptr_t>nbytes
+    r.written = written
     return r
 
 
-cdef bint like(cnp.ndarray a, cnp.ndarray param, int typenum, bint written) noexcept:
-    # C-contiguous, native, of param's dtype and shape; writable if written.
+cdef inline bint like(PyObject* a, PyObject* param, int flags) noexcept:
+    # An exact ndarray of param's dtype and shape with these flags.
     cdef int d
-    if (cnp.PyArray_TYPE(a) != typenum or not cnp.PyArray_ISNOTSWAPPED(a)
-            or not cnp.PyArray_IS_C_CONTIGUOUS(a)
-            or cnp.PyArray_NDIM(a) != cnp.PyArray_NDIM(param)):
+    cdef cnp.npy_intp* shape
+    cdef cnp.npy_intp* param_shape
+    if type(<object>a) is not cnp.ndarray:
         return False
-    if written and not cnp.PyArray_ISWRITEABLE(a):
+    if (cnp.PyArray_FLAGS(<cnp.ndarray>a) & flags) != flags:
         return False
-    for d in range(cnp.PyArray_NDIM(a)):
-        if cnp.PyArray_DIM(a, d) != cnp.PyArray_DIM(param, d):
+    # The same dtype object (the common case) or an equal native one.
+    if (cnp.PyArray_DESCR(<cnp.ndarray>a) != cnp.PyArray_DESCR(<cnp.ndarray>param)
+            and (cnp.PyArray_TYPE(<cnp.ndarray>a) != cnp.PyArray_TYPE(<cnp.ndarray>param)
+                 or not cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>a))):
+        return False
+    if cnp.PyArray_NDIM(<cnp.ndarray>a) != cnp.PyArray_NDIM(<cnp.ndarray>param):
+        return False
+    shape = cnp.PyArray_DIMS(<cnp.ndarray>a)
+    param_shape = cnp.PyArray_DIMS(<cnp.ndarray>param)
+    for d in range(cnp.PyArray_NDIM(<cnp.ndarray>a)):
+        if shape[d] != param_shape[d]:
             return False
     return True
 
 
-cdef int fast_quadruple(object param, object grad, object m, object u) noexcept:
+cdef int fast_quadruple(PyObject* param, PyObject* grad, PyObject* m, PyObject* u,
+                        Py_ssize_t* size) noexcept:
     # The typenum of the quadruple when the four are C-contiguous arrays of
-    # one native float dtype and one shape, param, m and u writable; else 0.
-    # Overlaps are checked by the callers.
-    cdef int typenum
-    if not (type(param) is cnp.ndarray and type(grad) is cnp.ndarray
-            and type(m) is cnp.ndarray and type(u) is cnp.ndarray):
+    # one native float dtype and one shape, param, m and u writable, with its
+    # element count in size; else 0. Overlaps are checked by the callers.
+    # (Borrowed references: nothing here can run Python code.)
+    cdef int typenum, d
+    cdef int written = cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_WRITEABLE
+    cdef Py_ssize_t n = 1
+    cdef cnp.npy_intp* shape
+    if type(<object>param) is not cnp.ndarray:
         return 0
     typenum = cnp.PyArray_TYPE(<cnp.ndarray>param)
-    if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
+    if ((typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64)
+            or not cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>param)
+            or (cnp.PyArray_FLAGS(<cnp.ndarray>param) & written) != written):
         return 0
-    if (like(<cnp.ndarray>param, <cnp.ndarray>param, typenum, True)
-            and like(<cnp.ndarray>grad, <cnp.ndarray>param, typenum, False)
-            and like(<cnp.ndarray>m, <cnp.ndarray>param, typenum, True)
-            and like(<cnp.ndarray>u, <cnp.ndarray>param, typenum, True)):
-        return typenum
-    return 0
+    if not (like(grad, param, cnp.NPY_ARRAY_C_CONTIGUOUS) and like(m, param, written)
+            and like(u, param, written)):
+        return 0
+    shape = cnp.PyArray_DIMS(<cnp.ndarray>param)
+    for d in range(cnp.PyArray_NDIM(<cnp.ndarray>param)):
+        n *= shape[d]
+    size[0] = n
+    return typenum
 
 
 def step_inplace(param, grad, m, u, t, lr, beta1, beta2, eps, weight_decay,
@@ -402,22 +458,24 @@ def step_inplace(param, grad, m, u, t, lr, beta1, beta2, eps, weight_decay,
     """One in-place step when every check passes; False (nothing written) otherwise."""
     cdef Coefficients k
     cdef int threads, typenum, i, j
+    cdef Py_ssize_t n, nbytes
     cdef Interval spans[4]
     if not fast_coefficients(t, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay,
                              maximize, convention, num_threads, &k, &threads):
         return False
-    typenum = fast_quadruple(param, grad, m, u)
+    typenum = fast_quadruple(<PyObject*>param, <PyObject*>grad, <PyObject*>m, <PyObject*>u, &n)
     if typenum == 0:
         return False
-    spans[0] = interval(<cnp.ndarray>param)
-    spans[1] = interval(<cnp.ndarray>grad)
-    spans[2] = interval(<cnp.ndarray>m)
-    spans[3] = interval(<cnp.ndarray>u)
+    nbytes = n * (<Py_ssize_t>sizeof(float) if typenum == cnp.NPY_FLOAT32 else
+                  <Py_ssize_t>sizeof(double))
+    spans[0] = interval(<PyObject*>param, nbytes, True)
+    spans[1] = interval(<PyObject*>grad, nbytes, False)
+    spans[2] = interval(<PyObject*>m, nbytes, True)
+    spans[3] = interval(<PyObject*>u, nbytes, True)
     for i in range(4):
         for j in range(i + 1, 4):
             if overlap(spans[i], spans[j]):
                 return False
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>param)
     if typenum == cnp.NPY_FLOAT32:
         with nogil:
             update_blocks(<float*>spans[0].start, <const float*>spans[1].start,
@@ -492,51 +550,147 @@ cdef struct Table:
     Py_ssize_t count
 
 
-cdef bint disjoint(Interval* written, Py_ssize_t nw, Interval* read, Py_ssize_t nr) noexcept nogil:
-    # No two written intervals overlap, and no read one overlaps a written one.
-    cdef Py_ssize_t i, lo, hi, mid
-    cdef bint ordered = True
-    for i in range(1, nw):
-        if written[i].start < written[i - 1].start:
-            ordered = False
-            break
-    if not ordered:  # arrays allocated one after the other often are
-        sort_intervals(written, nw)
-    for i in range(1, nw):
-        if written[i].start < written[i - 1].stop:
-            return False
-    for i in range(nr):
-        # The last written interval starting before read[i] stops.
-        lo = 0
-        hi = nw
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if written[mid].start < read[i].stop:
-                lo = mid + 1
-            else:
-                hi = mid
-        if lo > 0 and written[lo - 1].stop > read[i].start:
+# Up to this many intervals are sorted by comparisons, more by radix.
+cdef Py_ssize_t RADIX_FROM = 64
+# The most runs of intervals in address order that by_runs merges.
+cdef enum:
+    MAX_RUNS = 16
+
+
+cdef inline bint sweep_one(const Interval* s, uintptr_t* stop_any,
+                           uintptr_t* stop_written) noexcept nogil:
+    # One step of the sweep: whether s overlaps none of the intervals before
+    # it in order of start that it must not (a written interval none, a read
+    # one no written one), whose stops stop_any and stop_written bound.
+    if s.start < (stop_any[0] if s.written else stop_written[0]):
+        return False
+    if s.stop > stop_any[0]:
+        stop_any[0] = s.stop
+    if s.written and s.stop > stop_written[0]:
+        stop_written[0] = s.stop
+    return True
+
+
+cdef bint sweep(const Interval* spans, Py_ssize_t n) noexcept nogil:
+    # Whether no written interval overlaps another (read ones may overlap
+    # each other), the intervals being in order of start.
+    cdef Py_ssize_t i
+    cdef uintptr_t stop_any = 0, stop_written = 0
+    for i in range(n):
+        if not sweep_one(&spans[i], &stop_any, &stop_written):
             return False
     return True
 
 
+cdef int by_runs(const Interval* spans, Py_ssize_t n, Py_ssize_t stride) noexcept nogil:
+    # The sweep without a sort, for arrays allocated in order. The intervals,
+    # taken as spans[0], spans[stride], ..., spans[1], spans[1 + stride], ...,
+    # are cut into runs of ascending start, and the runs merged, a block at a
+    # time, into the sweep. 0: an overlap; 1: none; -1: undecided (more than
+    # MAX_RUNS runs, or runs so interleaved that choosing the next block, at
+    # the cost of the runs left, would add up to more than n).
+    cdef Py_ssize_t at[MAX_RUNS]  # the next interval of each run
+    cdef Py_ssize_t end[MAX_RUNS]  # past its last
+    cdef Py_ssize_t r, i, k, best, count = 0, budget = n
+    cdef uintptr_t bound, stop_any = 0, stop_written = 0
+    for r in range(stride):
+        i = r
+        while i < n:
+            if i == r or spans[i].start < spans[i - stride].start:
+                if count == MAX_RUNS:
+                    return -1
+                at[count] = i
+                count += 1
+            i += stride
+            end[count - 1] = i
+    while count:
+        # Take the run of the lowest start up to the next start of another.
+        budget -= count
+        if budget < 0:
+            return -1
+        best = 0
+        for k in range(1, count):
+            if spans[at[k]].start < spans[at[best]].start:
+                best = k
+        bound = UINTPTR_MAX
+        for k in range(count):
+            if k != best and spans[at[k]].start < bound:
+                bound = spans[at[k]].start
+        i = at[best]
+        while True:
+            if not sweep_one(&spans[i], &stop_any, &stop_written):
+                return 0
+            i += stride
+            if i == end[best] or spans[i].start > bound:
+                break
+        if i == end[best]:
+            count -= 1
+            at[best] = at[count]
+            end[best] = end[count]
+        else:
+            at[best] = i
+    return 1
+
+
+cdef bint disjoint(Interval* spans, Interval* scratch, Py_ssize_t n, uintptr_t base,
+                   uintptr_t shortest) noexcept nogil:
+    # Whether no written interval overlaps another. The quadruples are
+    # spans[4 j: 4 j + 4] (param, grad, m, u), base is at most every start,
+    # shortest at most every length (and > 0); scratch has room for n.
+    #
+    # Runs in address order are the common case: in quadruple order (arrays
+    # allocated one quadruple at a time), or in the order params, grads, ms,
+    # us (one sequence at a time). Otherwise the intervals are sorted by
+    # key = (start - base) >> shift, where 2**shift <= shortest, and swept.
+    # Intervals of different keys are then in order of start. Two of one key
+    # start less than 2**shift apart, so they overlap, and the later one
+    # starts before the earlier one stops: the sweep sees it when one of them
+    # is written.
+    cdef int shift = 0, found = by_runs(spans, n, 1)
+    if found < 0:
+        found = by_runs(spans, n, 4)
+    if found >= 0:
+        return found
+    if n <= RADIX_FROM:
+        sort_intervals(spans, n)
+    else:
+        while shortest >> (shift + 1):
+            shift += 1
+        spans = radix_sort_intervals(spans, scratch, n, base, shift)
+    return sweep(spans, n)
+
+
 cdef Py_ssize_t run_many(object params, object grads, object ms, object us,
                          Coefficients* k, int threads, bint check, bint update=True) except -1:
-    # Update every quadruple of the four sequences in one call. With
-    # ``check``, the fast checks come first and 0 is returned (nothing
-    # written) when one fails; returns 1 when the step was done (or, without
-    # ``update``, when the checks passed).
-    cdef Py_ssize_t count = len(params), j, nw = 0, nr = 0
+    # Update every quadruple of the four sequences (lists or tuples of one
+    # length) in one call. With ``check``, the fast checks come first and 0
+    # is returned (nothing written) when one fails; returns 1 when the step
+    # was done (or, without ``update``, when the checks passed).
+    cdef Py_ssize_t count = len(params), i, j, n, nbytes, nspans = 0
     cdef int typenum
     cdef Table tables[2]
     cdef Table* table
-    cdef cnp.ndarray p, g, mm, uu
-    cdef Interval span
-    cdef Interval* written
-    cdef Interval* read
-    cdef char* memory = <char*>PyMem_Malloc(
+    cdef PyObject* p
+    cdef PyObject* g
+    cdef PyObject* mm
+    cdef PyObject* uu
+    cdef uintptr_t base = UINTPTR_MAX, shortest = UINTPTR_MAX
+    cdef Interval* spans
+    cdef PyObject** P
+    cdef PyObject** G
+    cdef PyObject** M
+    cdef PyObject** U
+    cdef char* memory
+    if len(grads) != count or len(ms) != count or len(us) != count:
+        raise ValueError("the four sequences differ in length")
+    # Borrowed references: nothing in the loop below can run Python code.
+    P = PySequence_Fast_ITEMS(params)
+    G = PySequence_Fast_ITEMS(grads)
+    M = PySequence_Fast_ITEMS(ms)
+    U = PySequence_Fast_ITEMS(us)
+    memory = <char*>PyMem_Malloc(
         2 * (4 * count * sizeof(uintptr_t) + (count + 1) * sizeof(Py_ssize_t))
-        + 4 * count * sizeof(Interval) + 1)
+        + (8 * count * sizeof(Interval) if check else 0) + 1)
     if memory == NULL:
         raise MemoryError()
     try:
@@ -547,37 +701,44 @@ cdef Py_ssize_t run_many(object params, object grads, object ms, object us,
             tables[j].us = tables[j].ms + count
         tables[0].offsets = <Py_ssize_t*>(<uintptr_t*>memory + 8 * count)
         tables[1].offsets = tables[0].offsets + count + 1
-        written = <Interval*>(tables[1].offsets + count + 1)
-        read = written + 3 * count
+        spans = <Interval*>(tables[1].offsets + count + 1)
         tables[0].count = tables[1].count = 0
         tables[0].offsets[0] = tables[1].offsets[0] = 0
         for j in range(count):
+            p = P[j]
+            g = G[j]
+            mm = M[j]
+            uu = U[j]
             if check:
-                typenum = fast_quadruple(params[j], grads[j], ms[j], us[j])
+                typenum = fast_quadruple(p, g, mm, uu, &n)
                 if typenum == 0:
                     return 0
-            p = <cnp.ndarray>params[j]
-            g = <cnp.ndarray>grads[j]
-            mm = <cnp.ndarray>ms[j]
-            uu = <cnp.ndarray>us[j]
-            typenum = cnp.PyArray_TYPE(p)
-            if cnp.PyArray_SIZE(p) == 0:
+            else:
+                typenum = cnp.PyArray_TYPE(<cnp.ndarray>p)
+                n = cnp.PyArray_SIZE(<cnp.ndarray>p)
+            if n == 0:
                 continue
             if check:
-                written[nw] = interval(p)
-                written[nw + 1] = interval(mm)
-                written[nw + 2] = interval(uu)
-                read[nr] = interval(g)
-                nw += 3
-                nr += 1
+                nbytes = n * (<Py_ssize_t>sizeof(float) if typenum == cnp.NPY_FLOAT32 else
+                              <Py_ssize_t>sizeof(double))
+                spans[nspans] = interval(p, nbytes, True)
+                spans[nspans + 1] = interval(g, nbytes, False)
+                spans[nspans + 2] = interval(mm, nbytes, True)
+                spans[nspans + 3] = interval(uu, nbytes, True)
+                for i in range(nspans, nspans + 4):
+                    if spans[i].start < base:
+                        base = spans[i].start
+                if <uintptr_t>nbytes < shortest:
+                    shortest = nbytes
+                nspans += 4
             table = &tables[0] if typenum == cnp.NPY_FLOAT32 else &tables[1]
-            table.params[table.count] = <uintptr_t>cnp.PyArray_DATA(p)
-            table.grads[table.count] = <uintptr_t>cnp.PyArray_DATA(g)
-            table.ms[table.count] = <uintptr_t>cnp.PyArray_DATA(mm)
-            table.us[table.count] = <uintptr_t>cnp.PyArray_DATA(uu)
-            table.offsets[table.count + 1] = table.offsets[table.count] + cnp.PyArray_SIZE(p)
+            table.params[table.count] = <uintptr_t>cnp.PyArray_DATA(<cnp.ndarray>p)
+            table.grads[table.count] = <uintptr_t>cnp.PyArray_DATA(<cnp.ndarray>g)
+            table.ms[table.count] = <uintptr_t>cnp.PyArray_DATA(<cnp.ndarray>mm)
+            table.us[table.count] = <uintptr_t>cnp.PyArray_DATA(<cnp.ndarray>uu)
+            table.offsets[table.count + 1] = table.offsets[table.count] + n
             table.count += 1
-        if check and not disjoint(written, nw, read, nr):
+        if check and not disjoint(spans, spans + 4 * count, nspans, base, shortest):
             return 0
         if not update:
             return 1

@@ -142,6 +142,30 @@ def many(count=6, seed=0):
     return [[q[i] for q in quads] for i in range(4)]
 
 
+@pytest.mark.parametrize("k", [1, 2, 3], ids=["grad", "m", "u"])
+def test_fast_checks_compare_dtypes_not_dtype_objects(k):
+    """Another byte order is refused, with nothing written; an equal native
+    dtype that is another object (here with metadata) is accepted."""
+    swapped = quadruple()
+    swapped[k] = swapped[k].astype(">f8")
+    before = [a.copy() for a in swapped]
+    assert fast(swapped, 3, {}) is False
+    assert _kernel.step_many(*[[a] for a in swapped], 3, *(DEFAULTS[o] for o in ORDER)) is False
+    assert _kernel.check_many_fast(*[[a] for a in swapped]) is False
+    for a, b in zip(swapped, before):
+        np.testing.assert_array_equal(bits(a.astype(np.float64)), bits(b.astype(np.float64)))
+    tagged = np.dtype(np.float64, metadata={"tag": 1})
+    for step in (fast, lambda q, t, o: _kernel.step_many(*[[a] for a in q], t,
+                                                         *(DEFAULTS[x] for x in ORDER))):
+        expected, got = quadruple(), quadruple()
+        got[k] = got[k].view(tagged)
+        assert got[k].dtype.metadata and got[0].dtype.metadata is None
+        python_path(expected, 3, {})
+        assert step(got, 3, {}) is True
+        for a, b in zip(got, expected):
+            np.testing.assert_array_equal(bits(a.view(np.float64)), bits(b))
+
+
 def test_many_is_compiled_and_equal_to_single_steps():
     expected = many()
     for quad in zip(*expected):
@@ -212,6 +236,114 @@ def test_many_overlap_check_on_many_arrays_in_any_order(seed):
     assert _kernel.step_many(*lists, 3, *(DEFAULTS[k] for k in ORDER)) is False
     with pytest.raises(ValueError, match="overlap"):
         adamax_step_many(*lists, 3)
+
+
+# The layouts in memory that the overlap checks of step_many meet: each has
+# its own path (runs in quadruple order, runs in sequence order, runs merged
+# block by block, a comparison sort for few arrays, a radix sort for many).
+LAYOUTS = ("quadruples", "sequences", "blocks", "shuffled", "descending")
+
+
+def cut(layout, lengths, rng, dtype=np.float64):
+    """Quadruples of the given lengths cut from one buffer, one element apart,
+    in the order of ``layout``; returns the buffer and the four lists."""
+    count = len(lengths)
+    slots = [(j, r) for j in range(count) for r in range(4)]
+    if layout == "sequences":
+        slots = [(j, r) for r in range(4) for j in range(count)]
+    elif layout == "blocks":
+        blocks = np.array_split(np.arange(len(slots)), 6)
+        slots = [slots[i] for b in rng.permutation(len(blocks)) for i in blocks[b]]
+    elif layout == "shuffled":
+        slots = [slots[i] for i in rng.permutation(len(slots))]
+    elif layout == "descending":
+        slots = slots[::-1]
+    buffer = np.zeros(4 * int(np.sum(lengths)) + 4 * count + 1, dtype)
+    lists = [[None] * count for _ in range(4)]
+    position = 1
+    for j, r in slots:
+        lists[r][j] = buffer[position:position + lengths[j]]
+        position += lengths[j] + 1
+    return buffer, lists
+
+
+def allowed(lists):
+    """The overlap rule of step_many, pair by pair: no written array (param,
+    m, u) may share a byte with any other array; gradients may share."""
+    spans = [(a.__array_interface__["data"][0], a.nbytes, r != 1)
+             for r, arrays in enumerate(lists) for a in arrays if a.size]
+    for i, (start, size, written) in enumerate(spans):
+        for other, other_size, other_written in spans[i + 1:]:
+            if (written or other_written) and start < other + other_size \
+                    and other < start + size:
+                return False
+    return True
+
+
+def refused_unchanged(buffer, lists):
+    """step_many refuses the quadruples and writes nothing."""
+    before = buffer.copy()
+    done = _kernel.step_many(*lists, 3, *(DEFAULTS[k] for k in ORDER))
+    np.testing.assert_array_equal(bits(buffer), bits(before))
+    return done is False
+
+
+@pytest.mark.parametrize("count", [5, 60])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_many_finds_one_overlap_hidden_among_disjoint_arrays(layout, count):
+    rng = np.random.default_rng(count)
+    lengths = rng.integers(1, 12, size=count)
+    buffer, lists = cut(layout, lengths, rng)
+    assert _kernel.check_many_fast(*lists) is True
+    for r in range(4):
+        for q in range(4):
+            if r == q == 1:
+                continue  # gradients may overlap each other
+            j, i = (int(x) for x in rng.choice(count, size=2, replace=False))
+            # lists[r][j] starts inside lists[q][i] (partly or wholly within it).
+            start = (lists[q][i].__array_interface__["data"][0]
+                     - buffer.__array_interface__["data"][0]) // buffer.itemsize
+            start += int(rng.integers(lengths[i]))
+            bad = [list(x) for x in lists]
+            bad[r][j] = buffer[start:start + lengths[j]]
+            assert not allowed(bad)
+            assert refused_unchanged(buffer, bad), (r, j, q, i)
+    bad = [list(x) for x in lists]
+    bad[2][0] = bad[0][0]  # one array as param and m
+    assert refused_unchanged(buffer, bad)
+    shared = [list(x) for x in lists]
+    same = [j for j in range(1, count) if lengths[j] == lengths[0]]
+    shared[1][same[0] if same else 0] = shared[1][0]  # a gradient read twice
+    assert _kernel.step_many(*shared, 3, *(DEFAULTS[k] for k in ORDER)) is True
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_many_overlap_checks_agree_with_comparing_every_pair(seed):
+    rng = np.random.default_rng(seed)
+    outcomes = set()
+    for _ in range(25):
+        count = int(rng.choice([2, 9, 40]))
+        lengths = rng.integers(0 if rng.random() < 0.3 else 1, 20, size=count)
+        dtype = np.float32 if rng.random() < 0.5 else np.float64
+        buffer, lists = cut(LAYOUTS[rng.integers(len(LAYOUTS))], lengths, rng, dtype)
+        for _ in range(int(rng.integers(3))):
+            j, r = int(rng.integers(count)), int(rng.integers(4))
+            if rng.random() < 0.5:  # a view anywhere
+                start = int(rng.integers(len(buffer) - lengths[j] + 1))
+                lists[r][j] = buffer[start:start + lengths[j]]
+            else:  # an array of the same length in another place
+                same = [(i, q) for i in range(count) for q in range(4)
+                        if lengths[i] == lengths[j]]
+                i, q = same[int(rng.integers(len(same)))]
+                lists[r][j] = lists[q][i]
+        expected = allowed(lists)
+        outcomes.add(expected)
+        if expected:
+            assert _kernel.check_many_fast(*lists) is True
+        else:
+            assert _kernel.check_many_fast(*lists) is False
+            assert refused_unchanged(buffer, lists)
+    assert outcomes == {True, False}
 
 
 def test_check_many_fast_accepts_the_common_case_and_defers_the_rest():
