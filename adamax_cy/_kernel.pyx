@@ -426,7 +426,7 @@ cdef inline bint like(PyObject* a, PyObject* param, int flags) noexcept:
     return True
 
 
-cdef int fast_quadruple(PyObject* param, PyObject* grad, PyObject* m, PyObject* u,
+cdef inline int fast_quadruple(PyObject* param, PyObject* grad, PyObject* m, PyObject* u,
                         Py_ssize_t* size) noexcept:
     # The typenum of the quadruple when the four are C-contiguous arrays of
     # one native float dtype and one shape, param, m and u writable, with its
@@ -603,6 +603,8 @@ cdef int by_runs(const Interval* spans, Py_ssize_t n, Py_ssize_t stride) noexcep
                 count += 1
             i += stride
             end[count - 1] = i
+    if count * count > budget:  # each run is chosen at least once
+        return -1
     while count:
         # Take the run of the lowest start up to the next start of another.
         budget -= count
@@ -731,6 +733,8 @@ cdef Py_ssize_t run_many(object params, object grads, object ms, object us,
                 if <uintptr_t>nbytes < shortest:
                     shortest = nbytes
                 nspans += 4
+                if not update:
+                    continue
             table = &tables[0] if typenum == cnp.NPY_FLOAT32 else &tables[1]
             table.params[table.count] = <uintptr_t>cnp.PyArray_DATA(<cnp.ndarray>p)
             table.grads[table.count] = <uintptr_t>cnp.PyArray_DATA(<cnp.ndarray>g)
