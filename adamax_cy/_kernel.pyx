@@ -427,7 +427,7 @@ cdef inline bint like(PyObject* a, PyObject* param, int flags) noexcept:
 
 
 cdef inline int fast_quadruple(PyObject* param, PyObject* grad, PyObject* m, PyObject* u,
-                        Py_ssize_t* size) noexcept:
+                               Py_ssize_t* size) noexcept:
     # The typenum of the quadruple when the four are C-contiguous arrays of
     # one native float dtype and one shape, param, m and u writable, with its
     # element count in size; else 0. Overlaps are checked by the callers.
@@ -603,7 +603,7 @@ cdef int by_runs(const Interval* spans, Py_ssize_t n, Py_ssize_t stride) noexcep
                 count += 1
             i += stride
             end[count - 1] = i
-    if count * count > budget:  # each run is chosen at least once
+    if count * (count + 1) // 2 > budget:  # the least the choices below cost
         return -1
     while count:
         # Take the run of the lowest start up to the next start of another.
