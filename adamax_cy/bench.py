@@ -560,7 +560,7 @@ def _progress(total: int, enabled: bool, notes: list[str]) -> Any:
     if not enabled:
         return _NoProgress()
     try:
-        from tqdm import tqdm  # type: ignore[import-untyped]
+        from tqdm import tqdm
     except ImportError:
         notes.append("tqdm is not installed: no progress bar (pip install 'adamax_cy[bench]')")
         return _NoProgress()
