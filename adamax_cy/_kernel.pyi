@@ -91,8 +91,8 @@ def check_many_fast(params: Any, grads: Any, ms: Any, us: Any) -> bool: ...
 
 class TensorTable:
     count: int
-    rebuilt: bool
-    def __init__(self, params: list[Any], steps: _Float, to_dlpack: Callable[[Any], Any]) -> None: ...
+    unchecked: bool
+    def __init__(self, params: list[Any], to_dlpack: Callable[[Any], Any]) -> None: ...
     def set_entry(
         self,
         j: int,
@@ -105,10 +105,13 @@ class TensorTable:
         param_ptr: int,
         m_ptr: int,
         u_ptr: int,
+        step_ptr: int,
         size: int,
         is64: bool,
+        step64: bool,
         keep: Any,
     ) -> None: ...
+    def mark_checked(self) -> None: ...
     def set_grad(self, j: int, grad: Any, ptr: int) -> None: ...
     def gather(
         self,

@@ -19,6 +19,7 @@ from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject
 from cpython.pycapsule cimport PyCapsule_GetPointer
+from cpython.weakref cimport PyWeakref_GetObject, PyWeakref_NewRef
 from cpython.sequence cimport PySequence_Fast_ITEMS
 from cython.parallel cimport prange
 from libc.math cimport isfinite, pow
@@ -961,33 +962,34 @@ cdef class TensorTable:
     """The per-step bookkeeping of one parameter group of ``adamax_cy.torch.Adamax``.
 
     Holds, for each parameter, the data pointers of the parameter, its
-    ``exp_avg`` and ``exp_inf`` and its last gradient, with the objects they
-    were read from, and the group's step counters (one NumPy view). Each
-    step, :meth:`gather` checks in compiled code that these are still
-    current (a few attribute reads per parameter) and calls back into
-    Python only for what changed; :meth:`prepare` computes the
-    coefficients, :meth:`run` updates. Only ``gather`` and the callbacks
-    look at tensors; nothing here imports torch.
+    ``exp_avg``, ``exp_inf`` and ``step`` and of its last gradient, with the
+    objects they were read from. Each step, :meth:`gather` checks in
+    compiled code that these are still current (a few attribute reads per
+    parameter) and calls back into Python only for what changed;
+    :meth:`prepare` computes the coefficients, :meth:`run` updates. Only
+    ``gather`` and the callbacks look at tensors; nothing here imports torch.
 
-    The table keeps a reference to every tensor whose memory it may write or
-    read (``keep``), so a pointer it holds never outlives its memory, even
-    when a parameter's ``.data`` is replaced.
+    Memory: the caller's ``keep`` holds what the table writes (an alias of
+    the parameter, whose address is checked at every step; NumPy views of
+    the state tensors, which also stop their storage from being resized);
+    a gradient is held only by a weak reference, and read only while it is
+    ``p.grad`` at the address and size it had when checked.
     """
 
     cdef readonly Py_ssize_t count
-    cdef readonly bint rebuilt       # gather() replaced an entry
+    cdef readonly bint unchecked     # entries set since mark_checked()
     cdef list params, dtypes, states, exp_avgs, exp_infs, steps_of, grads, keep, copies
     cdef object to_dlpack            # torch.utils.dlpack.to_dlpack
-    cdef object steps                # float32 or float64 NumPy view of the counters
-    cdef char* steps_data
-    cdef bint steps64
     cdef uintptr_t* param_ptr
     cdef uintptr_t* m_ptr
     cdef uintptr_t* u_ptr
-    cdef uintptr_t* grad_ptr         # of the cached gradient object
+    cdef uintptr_t* step_ptr         # the parameter's 0-d step counter
+    cdef uintptr_t* grad_ptr         # of the gradient seen last (weakly held)
     cdef uintptr_t* step_grad        # read this step
     cdef Py_ssize_t* size
+    cdef Py_ssize_t* grad_nbytes
     cdef unsigned char* is64
+    cdef unsigned char* step64
     cdef unsigned char* present      # an entry is set
     cdef Py_ssize_t* selected        # the parameters with a gradient this step
     cdef Py_ssize_t n_selected
@@ -998,7 +1000,7 @@ cdef class TensorTable:
     cdef int threads
     cdef Table work[2]               # float32, float64 quadruples of one call
 
-    def __cinit__(self, list params, steps, to_dlpack):
+    def __cinit__(self, list params, to_dlpack):
         cdef Py_ssize_t n = len(params)
         cdef Py_ssize_t m = n if n > 0 else 1  # room for one: malloc(0) may return NULL
         self.count = n
@@ -1012,19 +1014,11 @@ cdef class TensorTable:
         self.grads = [None] * n
         self.keep = [None] * n
         self.copies = [None] * n
-        if not (type(steps) is cnp.ndarray and cnp.PyArray_NDIM(steps) == 1
-                and cnp.PyArray_DIM(steps, 0) == n and cnp.PyArray_IS_C_CONTIGUOUS(steps)
-                and cnp.PyArray_ISWRITEABLE(steps) and cnp.PyArray_ISNOTSWAPPED(steps)
-                and cnp.PyArray_TYPE(steps) in (cnp.NPY_FLOAT32, cnp.NPY_FLOAT64)):
-            raise ValueError("steps must be a writable flat float32 or float64 array, one per parameter")
-        self.steps = steps
-        self.steps_data = <char*>cnp.PyArray_DATA(steps)
-        self.steps64 = cnp.PyArray_TYPE(steps) == cnp.NPY_FLOAT64
-        self.param_ptr = <uintptr_t*>PyMem_Malloc(5 * m * sizeof(uintptr_t))
-        self.size = <Py_ssize_t*>PyMem_Malloc(3 * m * sizeof(Py_ssize_t))
+        self.param_ptr = <uintptr_t*>PyMem_Malloc(6 * m * sizeof(uintptr_t))
+        self.size = <Py_ssize_t*>PyMem_Malloc(4 * m * sizeof(Py_ssize_t))
         self.distinct = <double*>PyMem_Malloc(m * sizeof(double))
         self.ks = <Coefficients*>PyMem_Malloc(m * sizeof(Coefficients))
-        self.is64 = <unsigned char*>PyMem_Malloc(2 * m)
+        self.is64 = <unsigned char*>PyMem_Malloc(3 * m)
         self.work[0].params = <uintptr_t*>PyMem_Malloc(2 * (4 * m * sizeof(uintptr_t)
                                                             + (m + 1) * sizeof(Py_ssize_t)))
         if (self.param_ptr == NULL or self.size == NULL or self.distinct == NULL
@@ -1032,11 +1026,14 @@ cdef class TensorTable:
             raise MemoryError()
         self.m_ptr = self.param_ptr + m
         self.u_ptr = self.m_ptr + m
-        self.grad_ptr = self.u_ptr + m
+        self.step_ptr = self.u_ptr + m
+        self.grad_ptr = self.step_ptr + m
         self.step_grad = self.grad_ptr + m
-        self.selected = self.size + m
+        self.grad_nbytes = self.size + m
+        self.selected = self.grad_nbytes + m
         self.which = self.selected + m
-        self.present = self.is64 + m
+        self.step64 = self.is64 + m
+        self.present = self.step64 + m
         memset(self.present, 0, m)
         self.work[0].grads = self.work[0].params + m
         self.work[0].ms = self.work[0].grads + m
@@ -1057,8 +1054,8 @@ cdef class TensorTable:
         PyMem_Free(self.work[0].params)
 
     def set_entry(self, Py_ssize_t j, param, dtype, dict state, exp_avg, exp_inf, step,
-                  uintptr_t param_ptr, uintptr_t m_ptr, uintptr_t u_ptr, Py_ssize_t size,
-                  bint is64, keep):
+                  uintptr_t param_ptr, uintptr_t m_ptr, uintptr_t u_ptr, uintptr_t step_ptr,
+                  Py_ssize_t size, bint is64, bint step64, keep):
         """Record parameter ``j``, checked by the caller; ``keep`` holds its memory."""
         self._index(j)
         self.params[j] = param
@@ -1072,10 +1069,16 @@ cdef class TensorTable:
         self.param_ptr[j] = param_ptr
         self.m_ptr[j] = m_ptr
         self.u_ptr[j] = u_ptr
+        self.step_ptr[j] = step_ptr
         self.size[j] = size
         self.is64[j] = is64
+        self.step64[j] = step64
         self.present[j] = 1
-        self.rebuilt = True
+        self.unchecked = True
+
+    def mark_checked(self):
+        """The caller checked that no two written tensors of the group overlap."""
+        self.unchecked = False
 
     def set_grad(self, Py_ssize_t j, grad, uintptr_t ptr):
         """This step's gradient of parameter ``j`` (a copy made and checked by the caller).
@@ -1093,9 +1096,9 @@ cdef class TensorTable:
             raise IndexError(f"parameter index {j} out of range")
 
     cdef inline double step_of(self, Py_ssize_t j) noexcept:
-        if self.steps64:
-            return (<double*>self.steps_data)[j]
-        return (<float*>self.steps_data)[j]
+        if self.step64[j]:
+            return (<double*>self.step_ptr[j])[0]
+        return (<float*>self.step_ptr[j])[0]
 
     def gather(self, list params, state_of, refresh_entry, refresh_grad):
         """Find this step's parameters and gradients; the number found, or -1.
@@ -1111,7 +1114,6 @@ cdef class TensorTable:
         cdef uintptr_t ptr
         if not isinstance(state_of, dict):
             raise TypeError("state_of must be a dict")
-        self.rebuilt = False
         self.n_selected = self.n_distinct = 0
         if len(params) != self.count:
             return -1
@@ -1121,32 +1123,32 @@ cdef class TensorTable:
                 return -1
             g = p.grad
             if g is None:
+                self.copies[j] = None
                 continue
             found = PyDict_GetItem(state_of, p)
             if not (self.present[j] and found != NULL and <object>found is self.states[j]
                     and self.entry_current(j, <dict><object>found)
                     and <uintptr_t>p.data_ptr() == self.param_ptr[j]):
-                self.present[j] = 0
-                refresh_entry(j, p)
-                if not self.present[j]:
-                    raise RuntimeError(f"refresh_entry did not set parameter {j}")
-            if g is self.grads[j] and <uintptr_t>g.data_ptr() == self.grad_ptr[j]:
-                self.step_grad[j] = self.grad_ptr[j]
-            else:
-                if not self.grad_data(j, g, &ptr):
+                self.refresh(j, p, refresh_entry)
+            if not self.same_grad(j, g) and not self.grad_data(j, g):
+                # The parameter may have changed under the same address
+                # (p.data = p.data[:k]): its entry is checked again first.
+                self.refresh(j, p, refresh_entry)
+                if not self.grad_data(j, g):
                     self.copies[j] = None
                     refresh_grad(j, p, g)
                     if self.copies[j] is None:
                         raise RuntimeError(f"refresh_grad did not set the gradient of parameter {j}")
-                else:
-                    self.grads[j] = g
-                    self.copies[j] = None
-                    self.grad_ptr[j] = ptr
-                    self.step_grad[j] = ptr
             self.selected[n] = j
             n += 1
         self.n_selected = n
         return n
+
+    cdef refresh(self, Py_ssize_t j, p, refresh_entry):
+        self.present[j] = 0
+        refresh_entry(j, p)
+        if not self.present[j]:
+            raise RuntimeError(f"refresh_entry did not set parameter {j}")
 
     cdef bint entry_current(self, Py_ssize_t j, dict state):
         cdef PyObject* x = PyDict_GetItem(state, "exp_avg")
@@ -1158,18 +1160,37 @@ cdef class TensorTable:
         x = PyDict_GetItem(state, "step")
         return x != NULL and <object>x is self.steps_of[j]
 
-    cdef bint grad_data(self, Py_ssize_t j, g, uintptr_t* data) except -1:
+    cdef bint same_grad(self, Py_ssize_t j, g) except -1:
+        # g is the gradient seen last, at the same address and size.
+        ref = self.grads[j]
+        if ref is None or <object>PyWeakref_GetObject(ref) is not g:
+            return False
+        if <uintptr_t>g.data_ptr() != self.grad_ptr[j] or g.nbytes != self.grad_nbytes[j]:
+            return False
+        self.step_grad[j] = self.grad_ptr[j]
+        self.copies[j] = None
+        return True
+
+    cdef bint grad_data(self, Py_ssize_t j, g) except -1:
         # Whether the kernel can read gradient g in place: dense,
         # C-contiguous, on the CPU, of the parameter's dtype and size, stored
-        # as it reads (no lazy negation); if so, its address in ``data``. One
-        # DLPack export answers all but the last, faster than asking torch each.
+        # as it reads (no lazy negation); if so, it is recorded. One DLPack
+        # export answers all but the last, faster than asking torch each.
+        cdef uintptr_t ptr
         try:
             capsule = self.to_dlpack(g)
         except (RuntimeError, TypeError, BufferError):  # sparse, for one
             return False
-        return (dense_data(<const DLTensor*>PyCapsule_GetPointer(capsule, b"dltensor"),
-                           self.size[j], 64 if self.is64[j] else 32, data)
-                and not g.is_neg())
+        if not (dense_data(<const DLTensor*>PyCapsule_GetPointer(capsule, b"dltensor"),
+                           self.size[j], 64 if self.is64[j] else 32, &ptr)
+                and not g.is_neg()):
+            return False
+        self.grads[j] = PyWeakref_NewRef(g, None)
+        self.grad_ptr[j] = ptr
+        self.grad_nbytes[j] = self.size[j] * (8 if self.is64[j] else 4)
+        self.step_grad[j] = ptr
+        self.copies[j] = None
+        return True
 
     def selected_params(self):
         """The parameters found by the last :meth:`gather`."""
@@ -1179,9 +1200,9 @@ cdef class TensorTable:
         """Compute the coefficients of the gathered parameters; False if a value is off.
 
         False (nothing computed) when a hyperparameter is not a float or int
-        in range, or a step counter is not a whole number >= 0: the caller's
-        Python checks then raise the error (or canonicalise the values and
-        call again).
+        in range, or a step counter is not a whole number from 0 to 2**63 - 2:
+        the caller's Python checks then raise the error (or canonicalise the
+        values and call again).
         """
         cdef Py_ssize_t i, d, n_distinct = 0
         cdef double t
@@ -1239,9 +1260,9 @@ cdef class TensorTable:
                                 self.work[1].count, &self.ks[d], self.threads)
         for i in range(self.n_selected):
             j = self.selected[i]
-            if self.steps64:
-                (<double*>self.steps_data)[j] += 1
+            if self.step64[j]:
+                (<double*>self.step_ptr[j])[0] += 1
             else:
-                (<float*>self.steps_data)[j] += 1
+                (<float*>self.step_ptr[j])[0] += 1
             self.copies[j] = None
         self.n_selected = self.n_distinct = 0

@@ -13,6 +13,7 @@ Importing this module imports torch; nothing else in :mod:`adamax_cy` does.
 
 from __future__ import annotations
 
+import math
 import timeit
 from typing import Any, Callable, Iterable, Sequence
 
@@ -37,19 +38,12 @@ def _scalar_dtype() -> torch.dtype:
 
 
 class _GroupPlan:
-    """A parameter group's compiled table and its step counters, kept in one tensor.
-
-    ``state["step"]`` of parameter ``j`` is the 0-d view ``steps[j]``: a
-    float tensor of its own to anyone reading the state, while the table
-    reads and advances every counter of the group through one NumPy view.
-    """
+    """A parameter group's compiled table, and what its callbacks need."""
 
     def __init__(self, group: dict[str, Any]) -> None:
         self.group = group
         params = list(group["params"])
-        self.steps = torch.zeros(len(params), dtype=_scalar_dtype())
-        self.steps_np = self.steps.numpy()
-        self.table = _kernel.TensorTable(params, self.steps_np, torch.utils.dlpack.to_dlpack)
+        self.table = _kernel.TensorTable(params, torch.utils.dlpack.to_dlpack)
         # per parameter: the tensors the step writes, once checked
         self.written: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None] = [None] * len(params)
         # the table's callbacks, set by the optimizer
@@ -116,11 +110,12 @@ class Adamax(torch.optim.Optimizer):
     -----
     Differences from ``torch.optim.Adamax``: complex parameters are refused
     (torch updates their real and imaginary parts as independent reals; use
-    ``torch.view_as_real`` parameters for that); ``state["step"]`` of the
-    parameters of one group are views of one tensor; parameters are updated
+    ``torch.view_as_real`` parameters for that); parameters are updated
     by a different rounding sequence, so results agree with torch's to
-    within a few ulp per step rather than bitwise (``exp_inf`` is equal).
-    Within a group, parameters whose step counts differ (one that had no
+    within a few ulp per step rather than bitwise (``exp_inf`` is equal);
+    step counters must be whole numbers below 2**63 - 1; the storage of the
+    state tensors cannot be resized (``resize_``) while the optimizer holds
+    them. Within a group, parameters whose step counts differ (one that had no
     gradient at some step) take one compiled call per distinct count.
     Gradients must not share memory with the parameters or the state (autograd
     never makes such gradients). A gradient that is not contiguous, or that
@@ -129,8 +124,10 @@ class Adamax(torch.optim.Optimizer):
 
     Replacing a parameter's ``.data``, its state, a state entry or its
     gradient between steps is seen at the next step, as
-    ``torch.optim.Adamax`` sees it; changing a state tensor's ``.data``
-    in place of the tensor is not (assign a new tensor to the state entry).
+    ``torch.optim.Adamax`` sees it; assigning a state tensor's ``.data`` is
+    not (assign a new tensor to the state entry instead). Until that next
+    step the optimizer still holds the replaced state tensors and parameter
+    memory; it never holds a gradient.
 
     Examples
     --------
@@ -176,6 +173,8 @@ class Adamax(torch.optim.Optimizer):
             **options,
         }
         self._plans: dict[int, _GroupPlan] = {}
+        # (parameter, whether it had a state entry) for the states this step created
+        self._new_states: list[tuple[torch.Tensor, bool]] = []
         _group_options(defaults, "torch", "")
         super().__init__(params, defaults)
 
@@ -191,6 +190,7 @@ class Adamax(torch.optim.Optimizer):
         self.__dict__.setdefault("convention", "torch")
         self.__dict__.setdefault("num_threads", None)
         self._plans = {}  # the tensors may all have been replaced
+        self._new_states = []
         for group in self.param_groups:
             for key, default in TORCH_ONLY_OPTIONS.items():
                 group.setdefault(key, default)
@@ -242,7 +242,14 @@ class Adamax(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        prepared = [w for i, group in enumerate(self.param_groups) if (w := self._prepare(i, group))]
+        if len(self._plans) > len(self.param_groups):  # groups were removed
+            self._plans = {i: plan for i, plan in self._plans.items() if i < len(self.param_groups)}
+        self._new_states.clear()
+        try:
+            prepared = [w for i, group in enumerate(self.param_groups) if (w := self._prepare(i, group))]
+        except BaseException:
+            self._forget_new_states()
+            raise
         touched = [p for _, params in prepared for p in params] if len(prepared) > 1 else (
             prepared[0][1] if prepared else [])
         for table, _ in prepared:
@@ -280,8 +287,9 @@ class Adamax(torch.optim.Optimizer):
             found = plan.table.gather(params, self.state, *plan.refresh)
         if found == 0:
             return None
-        if plan.table.rebuilt:
+        if plan.table.unchecked:
             _check_disjoint(plan.written, where)
+            plan.table.mark_checked()
         try:
             beta1, beta2 = group["betas"]
         except (TypeError, ValueError):
@@ -289,20 +297,32 @@ class Adamax(torch.optim.Optimizer):
         fast = (group["lr"], beta1, beta2, group["eps"], group["weight_decay"], group["maximize"])
         if not plan.table.prepare(*fast, self.convention, self.num_threads):
             o = _group_options(group, self.convention, f"{where}: ")
-            for p, count in zip(params, plan.steps_np.tolist()):
+            for j, p in enumerate(params):
                 if p.grad is not None:
-                    _step_count(count + 1)
+                    _step_count(float(self.state[p]["step"]), f"{where}['params'][{j}]")
             checked = (o["lr"], o["beta1"], o["beta2"], o["eps"], o["weight_decay"], o["maximize"])
             if not plan.table.prepare(*checked, self.convention, self.num_threads):
                 raise AssertionError(f"{where}: checked hyperparameters refused: {o}")
         return plan.table, params if found == len(params) else plan.table.selected_params()
+
+    def _forget_new_states(self) -> None:
+        """Undo the states a failed step created: every parameter as it was."""
+        for p, had_entry in self._new_states:
+            if had_entry:
+                self.state[p].clear()
+            else:
+                self.state.pop(p, None)
+        self._new_states.clear()
 
     def _new_plan(self, group: dict[str, Any], where: str) -> _GroupPlan:
         plan = _GroupPlan(group)
 
         # The table's callbacks for a parameter, or a gradient, it cannot take as it is.
         def entry(j: int, p: torch.Tensor) -> None:
-            _new_entry(plan, j, p, self.state[p], f"{where}['params'][{j}]")
+            state_of = self.state
+            if p not in state_of or not state_of[p]:
+                self._new_states.append((p, p in state_of))
+            _new_entry(plan, j, p, state_of[p], f"{where}['params'][{j}]")
 
         def grad(j: int, p: torch.Tensor, g: torch.Tensor) -> None:
             a = _grad_tensor(g, p, f"{where}['params'][{j}]")
@@ -312,10 +332,13 @@ class Adamax(torch.optim.Optimizer):
         return plan
 
 
-def _step_count(value: float) -> int:
-    if not (value == int(value) and value >= 1):
-        raise ValueError(f"step counts must be whole numbers >= 0 before a step, got {value - 1}")
-    return int(value)
+def _step_count(value: float, where: str) -> None:
+    """A step counter the kernel can advance: a whole number from 0 to 2**63 - 2."""
+    if not (math.isfinite(value) and value == int(value) and 0 <= value < 2**63 - 1):
+        raise ValueError(
+            f"{where}: state['step'] must be a whole number from 0 to 2**63 - 2 before a step, "
+            f"got {value}"
+        )
 
 
 def _check_torch_only(options: dict[str, Any], where: str) -> None:
@@ -359,7 +382,7 @@ def _group_options(group: dict[str, Any], convention: str, where: str) -> dict[s
         raise type(error)(f"{where}{error}") from None
 
 
-def _check_tensor(t: torch.Tensor, name: str, where: str) -> None:
+def _check_tensor(t: torch.Tensor, name: str, where: str, written: bool = True) -> None:
     if t.layout is not torch.strided:
         raise TypeError(f"{where}: {name} is a {t.layout} tensor; only dense tensors are supported")
     if t.device.type != "cpu":
@@ -379,35 +402,45 @@ def _check_tensor(t: torch.Tensor, name: str, where: str) -> None:
             f"{where}: {name} is not contiguous; an in-place update needs contiguous memory "
             "(make the parameter contiguous before creating the optimizer)"
         )
+    if written and t.is_inference():
+        raise ValueError(
+            f"{where}: {name} is an inference tensor (made under torch.inference_mode()), "
+            "which cannot be updated in place outside inference mode"
+        )
 
 
 def _new_entry(plan: _GroupPlan, j: int, p: torch.Tensor, state: dict[str, Any], where: str) -> None:
     """Check a parameter and its state, creating the state on first use, and record them."""
     _check_tensor(p, "the parameter", where)
     if len(state) == 0:
-        step = 0.0
+        step = torch.tensor(0.0, dtype=_scalar_dtype())
         exp_avg = torch.zeros_like(p, memory_format=torch.contiguous_format)
         exp_inf = torch.zeros_like(p, memory_format=torch.contiguous_format)
     else:
         missing = {"step", "exp_avg", "exp_inf"} - set(state)
         if missing:
             raise ValueError(f"{where}: the state lacks {sorted(missing)}")
-        step = float(state["step"])
+        step = state["step"]
+        if not (isinstance(step, torch.Tensor) and step.numel() == 1 and step.dtype in SUPPORTED_DTYPES
+                and step.device.type == "cpu" and step.layout is torch.strided
+                and not step.is_inference()):
+            step = torch.tensor(float(step), dtype=_scalar_dtype())  # a number, say
         exp_avg, exp_inf = state["exp_avg"], state["exp_inf"]
         for name, t in (("exp_avg", exp_avg), ("exp_inf", exp_inf)):
             if not isinstance(t, torch.Tensor) or t.shape != p.shape or t.dtype != p.dtype:
                 raise ValueError(f"{where}: state[{name!r}] does not match the parameter's shape and dtype")
             _check_tensor(t, f"state[{name!r}]", where)
-    plan.steps_np[j] = step
-    state["step"] = plan.steps[j]
+    state["step"] = step
     state["exp_avg"] = exp_avg
     state["exp_inf"] = exp_inf
     plan.written[j] = (p, exp_avg, exp_inf)
-    # detach() aliases hold the memory the table writes, even if p.data is replaced.
-    keep = (p.detach(), exp_avg.detach(), exp_inf.detach())
-    plan.table.set_entry(j, p, p.dtype, state, exp_avg, exp_inf, state["step"], p.data_ptr(),
-                         exp_avg.data_ptr(), exp_inf.data_ptr(), p.numel(),
-                         p.dtype == torch.float64, keep)
+    # The memory the table writes stays alive: the parameter's through an alias
+    # (its address is compared at every step, so a new .data is seen); the
+    # state's through NumPy views, which also forbid resizing its storage.
+    keep = (p.detach(), *(t.detach().numpy() for t in (exp_avg, exp_inf, step)))
+    plan.table.set_entry(j, p, p.dtype, state, exp_avg, exp_inf, step, p.data_ptr(),
+                         exp_avg.data_ptr(), exp_inf.data_ptr(), step.data_ptr(), p.numel(),
+                         p.dtype == torch.float64, step.dtype == torch.float64, keep)
 
 
 def _check_disjoint(written: Sequence[tuple[torch.Tensor, ...] | None], where: str) -> None:
@@ -422,16 +455,20 @@ def _check_disjoint(written: Sequence[tuple[torch.Tensor, ...] | None], where: s
     for (_, end, _, name), (start, _, _, other) in zip(spans, spans[1:]):
         if start < end:
             raise ValueError(
-                f"{where}: a {name} and a {other} share memory (a parameter listed twice, or "
+                f"{where}: {_article(name)} {name} and {_article(other)} {other} share memory (a parameter listed twice, or "
                 "views of one tensor); an in-place update would corrupt them"
             )
+
+
+def _article(noun: str) -> str:
+    return "an" if noun[0] in "aeiou" else "a"
 
 
 def _grad_tensor(g: torch.Tensor, p: torch.Tensor, where: str) -> torch.Tensor:
     """A contiguous copy of a gradient the kernel cannot read as it is, or a clear error."""
     if g.layout is not torch.strided:
         raise TypeError(f"{where}: the gradient is {g.layout}; sparse gradients are not supported")
-    _check_tensor(g.detach().contiguous(), "the gradient", where)
+    _check_tensor(g.detach().contiguous(), "the gradient", where, written=False)
     if g.numel() != p.numel() or g.dtype != p.dtype:
         raise ValueError(f"{where}: the gradient does not match the parameter's shape and dtype")
     return g.detach().resolve_neg().resolve_conj().contiguous()

@@ -512,6 +512,145 @@ def test_a_cached_gradient_changed_behind_the_optimizer_is_refused(swap, error, 
         assert torch.equal(before, after)
 
 
+def _both(fn):
+    """``fn(make_optimizer)`` for torch.optim.Adamax and for ours."""
+    return fn(lambda ps: torch.optim.Adamax(ps, foreach=False)), fn(Adamax)
+
+
+def test_states_set_aside_and_swapped_keep_their_own_step_counts():
+    def set_aside(make):
+        p = torch.nn.Parameter(torch.zeros(3))
+        opt = make([p])
+        for _ in range(5):
+            p.grad = torch.ones(3)
+            opt.step()
+        saved = opt.state[p]
+        opt.state[p] = {}
+        p.grad = torch.ones(3)
+        opt.step()
+        opt.state[p] = saved
+        p.grad = torch.ones(3)
+        opt.step()
+        return float(saved["step"])
+
+    def swap(make):
+        a, b = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(3))
+        opt = make([a, b])
+        for s in range(4):
+            a.grad = torch.ones(3)
+            b.grad = torch.ones(3) if s == 0 else None
+            opt.step()
+        opt.state[a], opt.state[b] = opt.state[b], opt.state[a]
+        a.grad = b.grad = torch.ones(3)
+        opt.step()
+        return float(opt.state[a]["step"]), float(opt.state[b]["step"])
+
+    assert _both(set_aside) == (6.0, 6.0)
+    assert _both(swap) == ((2.0, 5.0), (2.0, 5.0))
+
+
+def test_memory_shared_after_a_refused_step_is_refused_again():
+    base = torch.zeros(10)
+    a, b = torch.nn.Parameter(base[:6]), torch.nn.Parameter(base[4:])
+    opt = Adamax([a, b])
+    a.grad, b.grad = torch.ones(6), torch.ones(6)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="share memory"):
+            opt.step()
+        assert torch.equal(base, torch.zeros(10))
+    a, b = torch.nn.Parameter(torch.zeros(4)), torch.nn.Parameter(torch.zeros(4))
+    opt = Adamax([a, b])
+    a.grad, b.grad = torch.ones(4), torch.ones(4)
+    opt.step()
+    opt.state[b]["exp_avg"] = opt.state[a]["exp_avg"]
+    for _ in range(2):
+        with pytest.raises(ValueError, match="an exp_avg and an exp_avg share memory"):
+            opt.step()
+
+
+def test_a_parameter_shrunk_in_place_is_refused_like_torch():
+    # p.data = p.data[:k] keeps the address: the new, smaller gradient must not
+    # be read as if it had the old size.
+    for make in (lambda ps: torch.optim.Adamax(ps, foreach=False), Adamax):
+        p = torch.nn.Parameter(torch.zeros(8))
+        opt = make([p])
+        p.grad = torch.ones(8)
+        opt.step()
+        p.data = p.data[:2]
+        p.grad = torch.ones(2)
+        with pytest.raises((ValueError, RuntimeError), match="size|shape"):
+            opt.step()
+
+
+def test_state_storage_cannot_be_reallocated_under_the_optimizer():
+    p = torch.nn.Parameter(torch.zeros(4))
+    opt = Adamax([p])
+    p.grad = torch.ones(4)
+    opt.step()
+    for name in ("exp_avg", "exp_inf", "step"):
+        with pytest.raises(RuntimeError, match="not resizable"):
+            opt.state[p][name].untyped_storage().resize_(1 << 16)
+
+
+def test_a_failed_step_creates_no_state_in_any_group():
+    good = torch.nn.Parameter(torch.randn(3))
+    fresh = torch.nn.Parameter(torch.randn(3))
+    bad = torch.nn.Parameter(torch.ones(3, dtype=torch.float16))
+    opt = Adamax([{"params": [good, fresh]}, {"params": [bad]}])
+    opt.state[fresh] = {}
+    good.grad, fresh.grad, bad.grad = torch.randn(3), torch.randn(3), torch.ones(3, dtype=torch.float16)
+    before = opt.state_dict()
+    with pytest.raises(TypeError, match="float16"):
+        opt.step()
+    assert opt.state_dict() == before == {"state": {1: {}}, "param_groups": before["param_groups"]}
+
+
+def test_an_inference_tensor_parameter_is_refused_before_any_write():
+    ok = torch.nn.Parameter(torch.zeros(3))
+    with torch.inference_mode():
+        frozen = torch.zeros(3)
+    opt = Adamax([{"params": [ok]}, {"params": [frozen]}])
+    ok.grad, frozen.grad = torch.ones(3), torch.ones(3)
+    with pytest.raises(ValueError, match="inference tensor"):
+        opt.step()
+    assert torch.equal(ok, torch.zeros(3))
+
+
+@pytest.mark.parametrize("step", [2.5, float("nan"), 1e19, -1.0])
+def test_a_step_counter_the_kernel_cannot_advance_is_refused(step):
+    p = torch.nn.Parameter(torch.zeros(3))
+    opt = Adamax([p])
+    p.grad = torch.ones(3)
+    opt.step()
+    opt.state[p]["step"] = torch.tensor(step)
+    snapshot = _state_snapshot(opt, [p])
+    with pytest.raises(ValueError, match=r"params'\]\[0\]: state\['step'\] must be a whole number"):
+        opt.step()
+    for before, after in zip(snapshot, _state_snapshot(opt, [p])):
+        assert torch.equal(before, after) or (before.isnan().all() and after.isnan().all())
+
+
+def test_the_optimizer_keeps_no_gradient_and_no_removed_group_alive():
+    import gc
+    import weakref
+
+    a, b = torch.nn.Parameter(torch.zeros(4)), torch.nn.Parameter(torch.zeros(4))
+    opt = Adamax([{"params": [a]}, {"params": [b]}])
+    a.grad, b.grad = torch.ones(4), torch.ones(4)
+    opt.step()
+    grad = weakref.ref(a.grad)
+    exp_avg = weakref.ref(opt.state[b]["exp_avg"])
+    opt.zero_grad(set_to_none=True)
+    gc.collect()
+    assert grad() is None
+    del opt.param_groups[1]
+    del opt.state[b]
+    a.grad = torch.ones(4)
+    opt.step()
+    gc.collect()
+    assert exp_avg() is None
+
+
 # -- errors -----------------------------------------------------------------
 
 
