@@ -1,5 +1,7 @@
 from typing import Any, Callable
 
+from typing_extensions import disjoint_base
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -89,6 +91,7 @@ def compile_flags() -> str: ...
 def compiler_version() -> str: ...
 def check_many_fast(params: Any, grads: Any, ms: Any, us: Any) -> bool: ...
 
+@disjoint_base
 class TensorTable:
     count: int
     unchecked: bool

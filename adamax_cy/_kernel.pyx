@@ -26,6 +26,7 @@ from libc.math cimport isfinite, pow
 from libc.stdint cimport UINTPTR_MAX, int32_t, int64_t, uint8_t, uint16_t, uint64_t, uintptr_t
 from libc.string cimport memset
 
+cimport cython
 cimport numpy as cnp
 
 cnp.import_array()
@@ -958,6 +959,7 @@ cdef bint dense_data(const DLTensor* t, Py_ssize_t size, int bits, uintptr_t* da
     return True
 
 
+@cython.auto_pickle(False)  # holds raw pointers: never pickled
 cdef class TensorTable:
     """The per-step bookkeeping of one parameter group of ``adamax_cy.torch.Adamax``.
 
@@ -1044,6 +1046,9 @@ cdef class TensorTable:
         self.work[1].us = self.work[1].ms + m
         self.work[0].offsets = <Py_ssize_t*>(self.work[1].us + m)
         self.work[1].offsets = self.work[0].offsets + m + 1
+
+    def __init__(self, list params, to_dlpack):
+        """A table for the parameters ``params``; see the class."""
 
     def __dealloc__(self):
         PyMem_Free(self.param_ptr)

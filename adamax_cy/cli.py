@@ -25,6 +25,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, Callable, NoReturn, Sequence
 
 import numpy as np
@@ -266,8 +267,8 @@ def run_example(example: WorkedExample, convention: str = "spec", dtype: str = "
         for got, want in zip(computed, example.expected)
     ]
 
-    def ulp(x: float) -> float:
-        return float(np.spacing(np.abs(np.asarray(x, dtype=dtype))))
+    def ulp(x: float | Fraction) -> float:
+        return float(np.spacing(np.abs(np.asarray(float(x), dtype=dtype))))
 
     agrees_with_reference = (
         computed[1] == [tr.m_t for tr in traces]
