@@ -120,7 +120,7 @@ class TensorTable:
         self,
         params: list[Any],
         state_of: dict[Any, Any],
-        refresh_entry: Callable[[int, Any], object],
+        refresh_entry: Callable[[int, Any, dict[Any, Any]], object],
         refresh_grad: Callable[[int, Any, Any], object],
     ) -> int: ...
     def selected_params(self) -> list[Any]: ...

@@ -1109,7 +1109,7 @@ cdef class TensorTable:
         """Find this step's parameters and gradients; the number found, or -1.
 
         -1 means ``params`` are no longer the parameters of this table (make
-        a new one). ``refresh_entry(j, p)`` is called when parameter ``j``
+        a new one). ``refresh_entry(j, p, state_of)`` is called when parameter ``j``
         has no current entry (it calls :meth:`set_entry` or raises), and
         ``refresh_grad(j, p, g)`` when its gradient cannot be read as it is
         (it calls :meth:`set_grad` or raises). Nothing is written.
@@ -1134,11 +1134,11 @@ cdef class TensorTable:
             if not (self.present[j] and found != NULL and <object>found is self.states[j]
                     and self.entry_current(j, <dict><object>found)
                     and <uintptr_t>p.data_ptr() == self.param_ptr[j]):
-                self.refresh(j, p, refresh_entry)
+                self.refresh(j, p, state_of, refresh_entry)
             if not self.same_grad(j, g) and not self.grad_data(j, g):
                 # The parameter may have changed under the same address
                 # (p.data = p.data[:k]): its entry is checked again first.
-                self.refresh(j, p, refresh_entry)
+                self.refresh(j, p, state_of, refresh_entry)
                 if not self.grad_data(j, g):
                     self.copies[j] = None
                     refresh_grad(j, p, g)
@@ -1149,9 +1149,9 @@ cdef class TensorTable:
         self.n_selected = n
         return n
 
-    cdef refresh(self, Py_ssize_t j, p, refresh_entry):
+    cdef refresh(self, Py_ssize_t j, p, state_of, refresh_entry):
         self.present[j] = 0
-        refresh_entry(j, p)
+        refresh_entry(j, p, state_of)
         if not self.present[j]:
             raise RuntimeError(f"refresh_entry did not set parameter {j}")
 

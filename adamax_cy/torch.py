@@ -38,16 +38,28 @@ def _scalar_dtype() -> torch.dtype:
 
 
 class _GroupPlan:
-    """A parameter group's compiled table, and what its callbacks need."""
+    """A parameter group's compiled table, and its callbacks for what changed."""
 
-    def __init__(self, group: dict[str, Any]) -> None:
+    def __init__(self, group: dict[str, Any], where: str,
+                 new_states: list[tuple[torch.Tensor, bool]]) -> None:
         self.group = group
+        self.where = where
+        self.new_states = new_states  # the optimizer's record of the states a step created
         params = list(group["params"])
         self.table = _kernel.TensorTable(params, torch.utils.dlpack.to_dlpack)
         # per parameter: the tensors the step writes, once checked
         self.written: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None] = [None] * len(params)
-        # the table's callbacks, set by the optimizer
-        self.refresh: tuple[Callable[..., None], Callable[..., None]] = ()  # type: ignore[assignment]
+
+    def refresh_entry(self, j: int, p: torch.Tensor, state_of: dict[torch.Tensor, Any]) -> None:
+        """Check parameter ``j`` and its state (created if need be) and record them."""
+        if p not in state_of or not state_of[p]:
+            self.new_states.append((p, p in state_of))
+        _new_entry(self, j, p, state_of[p], f"{self.where}['params'][{j}]")
+
+    def refresh_grad(self, j: int, p: torch.Tensor, g: torch.Tensor) -> None:
+        """Give the table a copy of a gradient it cannot read in place, or raise."""
+        a = _grad_tensor(g, p, f"{self.where}['params'][{j}]")
+        self.table.set_grad(j, a, a.data_ptr())
 
 
 class Adamax(torch.optim.Optimizer):
@@ -277,14 +289,14 @@ class Adamax(torch.optim.Optimizer):
             _group_options(group, self.convention, f"{where}: ")  # raises
         plan = self._plans.get(i)
         if plan is None or plan.group is not group:
-            plan = self._plans[i] = self._new_plan(group, where)
+            plan = self._plans[i] = _GroupPlan(group, where, self._new_states)
         params = group["params"]
         if type(params) is not list:
             params = list(params)
-        found = plan.table.gather(params, self.state, *plan.refresh)
+        found = plan.table.gather(params, self.state, plan.refresh_entry, plan.refresh_grad)
         if found < 0:  # the group's parameters were changed
-            plan = self._plans[i] = self._new_plan(group, where)
-            found = plan.table.gather(params, self.state, *plan.refresh)
+            plan = self._plans[i] = _GroupPlan(group, where, self._new_states)
+            found = plan.table.gather(params, self.state, plan.refresh_entry, plan.refresh_grad)
         if found == 0:
             return None
         if plan.table.unchecked:
@@ -313,23 +325,6 @@ class Adamax(torch.optim.Optimizer):
             else:
                 self.state.pop(p, None)
         self._new_states.clear()
-
-    def _new_plan(self, group: dict[str, Any], where: str) -> _GroupPlan:
-        plan = _GroupPlan(group)
-
-        # The table's callbacks for a parameter, or a gradient, it cannot take as it is.
-        def entry(j: int, p: torch.Tensor) -> None:
-            state_of = self.state
-            if p not in state_of or not state_of[p]:
-                self._new_states.append((p, p in state_of))
-            _new_entry(plan, j, p, state_of[p], f"{where}['params'][{j}]")
-
-        def grad(j: int, p: torch.Tensor, g: torch.Tensor) -> None:
-            a = _grad_tensor(g, p, f"{where}['params'][{j}]")
-            plan.table.set_grad(j, a, a.data_ptr())
-
-        plan.refresh = (entry, grad)
-        return plan
 
 
 def _step_count(value: float, where: str) -> None:

@@ -630,6 +630,23 @@ def test_a_step_counter_the_kernel_cannot_advance_is_refused(step):
         assert torch.equal(before, after) or (before.isnan().all() and after.isnan().all())
 
 
+def test_a_deleted_optimizer_frees_its_state_without_the_garbage_collector():
+    import gc
+    import weakref
+
+    p = torch.nn.Parameter(torch.zeros(4))
+    opt = Adamax([p])
+    p.grad = torch.ones(4)
+    opt.step()
+    exp_avg = weakref.ref(opt.state[p]["exp_avg"])
+    gc.disable()
+    try:
+        del opt
+        assert exp_avg() is None
+    finally:
+        gc.enable()
+
+
 def test_the_optimizer_keeps_no_gradient_and_no_removed_group_alive():
     import gc
     import weakref
