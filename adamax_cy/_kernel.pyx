@@ -1214,7 +1214,7 @@ cdef class TensorTable:
         cdef int threads
         for i in range(self.n_selected):
             t = self.step_of(self.selected[i]) + 1
-            if not (t >= 1 and t < 9.2e18 and t == <double><long long>t):
+            if not (t >= 1 and t < 9223372036854775808.0 and t == <double><long long>t):  # t < 2**63
                 return False
             d = 0
             while d < n_distinct and self.distinct[d] != t:

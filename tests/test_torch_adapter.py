@@ -647,6 +647,20 @@ def test_a_deleted_optimizer_frees_its_state_without_the_garbage_collector():
         gc.enable()
 
 
+def test_a_huge_step_counter_is_advanced_with_bias_correction_one():
+    p = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
+    q = np.zeros(3)
+    m, u = np.zeros(3), np.zeros(3)
+    opt = Adamax([p], convention="spec")
+    p.grad = torch.ones(3, dtype=torch.float64)
+    opt.state[p] = {"step": torch.tensor(2.0**62, dtype=torch.float64),
+                    "exp_avg": torch.zeros(3, dtype=torch.float64),
+                    "exp_inf": torch.zeros(3, dtype=torch.float64)}
+    opt.step()
+    adamax_step_inplace(q, np.ones(3), m, u, 2**62 + 1)
+    np.testing.assert_array_equal(p.detach().numpy(), q)
+
+
 def test_the_optimizer_keeps_no_gradient_and_no_removed_group_alive():
     import gc
     import weakref
