@@ -307,7 +307,9 @@ def optimizer_cases(dtype: str, tensors: int, elements: int, gradients: str,
     gradient tensor other than its last one, as ``zero_grad()`` and
     ``backward()`` do (two sets, used in turn: nothing is allocated); the
     assignments alone are timed too (:data:`ASSIGN`), for the caller to
-    subtract.
+    subtract. With one tensor, the memory floor on adamax_cy's own tensors
+    (parameter, gradient, ``exp_avg``, ``exp_inf``) is timed as well
+    (:data:`FLOOR`).
     """
     torch, cy_adamax = _torch(), _cy_torch()
     if torch is None or cy_adamax is None:
@@ -330,6 +332,12 @@ def optimizer_cases(dtype: str, tensors: int, elements: int, gradients: str,
         stmt = "opt.step()" if gradients == "kept" else (
             "for p, g in zip(params, next(sets)):\n    p.grad = g\nopt.step()")
         named.append((name, timeit.Timer(stmt, globals=ns)))
+        if tensors == 1 and name == CY_TORCH:
+            opt.step()  # creates the state
+            st = opt.state[params[0]]
+            floor_ns = {"floor": _kernel.floor, "a": (arrays[0][0], arrays[0][1],
+                        st["exp_avg"].numpy(), st["exp_inf"].numpy())}
+            named.append((FLOOR, timeit.Timer("floor(*a, 0.0, 0)", globals=floor_ns)))
         if gradients == "new" and name == TORCH:
             assign_ns = {**ns, "sets": itertools.cycle(grads)}
             named.append((ASSIGN, timeit.Timer(stmt.rsplit("\n", 1)[0], globals=assign_ns)))
@@ -696,6 +704,7 @@ def benchmark(s: dict[str, Any], progress_bar: bool = True) -> dict[str, Any]:
                         continue
                     samples = time_interleaved(named, s["batches"], s["batch_seconds"], progress)
                     median = {name: statistics.median(samples[name][0]) for name, _ in named}
+                    floor_s = median.pop(FLOOR, None)
                     assign = median.pop(ASSIGN, 0.0)  # the user's gradient assignments
                     median = {name: t - assign for name, t in median.items()}
                     torch_s = min(median[TORCH], median[TORCH_FOREACH])
@@ -705,6 +714,7 @@ def benchmark(s: dict[str, Any], progress_bar: bool = True) -> dict[str, Any]:
                         "torch_s": median[TORCH], "torch_foreach_s": median[TORCH_FOREACH],
                         "speedup": torch_s / median[CY_TORCH], "target": target,
                         "assignments_s": assign,
+                        "floor_pct": None if floor_s is None else 100 * floor_s / median[CY_TORCH],
                     })
     finally:
         progress.close()
@@ -771,7 +781,9 @@ def report(results: dict[str, Any], file: Any = sys.stdout) -> None:
               f"torch foreach=False {_fmt_time(e['torch_s'])}, foreach=True "
               f"{_fmt_time(e['torch_foreach_s'])}: {e['speedup']:.2f}x the faster"
               + (f" (net of the {_fmt_time(e['assignments_s'])} of assigning the gradients)"
-                 if e["assignments_s"] else ""), file=file)
+                 if e["assignments_s"] else "")
+              + (f"; adamax_cy at {e['floor_pct']:.0f}% of the floor"
+                 if e["floor_pct"] is not None else ""), file=file)
     for note in results["notes"]:
         print(f"note: {note}", file=file)
     print("\ntargets:", file=file)
@@ -803,13 +815,15 @@ def markdown(results: dict[str, Any]) -> str:
     if results["optimizers"]:
         lines += ["", "| dtype | tensors × elements | gradients | adamax_cy.torch.Adamax "
                   "| torch foreach=False | torch foreach=True | speed-up over the faster "
-                  "| assigning the gradients (subtracted) |",
-                  "|---|---|---|---:|---:|---:|---:|---:|"]
+                  "| adamax_cy, % of the floor | assigning the gradients (subtracted) |",
+                  "|---|---|---|---:|---:|---:|---:|---:|---:|"]
         for e in results["optimizers"]:
+            pct = "" if e["floor_pct"] is None else f"{e['floor_pct']:.0f}"
+            assigning = _fmt_time(e["assignments_s"]) if e["assignments_s"] else ""
             lines.append(f"| {e['dtype']} | {e['tensors']} × {e['elements']:,} | {e['gradients']} "
                          f"| {_fmt_time(e['adamax_cy_s'])} | {_fmt_time(e['torch_s'])} "
-                         f"| {_fmt_time(e['torch_foreach_s'])} | {e['speedup']:.2f} "
-                         f"| {_fmt_time(e['assignments_s']) if e['assignments_s'] else ''} |")
+                         f"| {_fmt_time(e['torch_foreach_s'])} | {e['speedup']:.2f} | {pct} "
+                         f"| {assigning} |")
     lines += ["", "| target | result | measured |", "|---|---|---|"]
     for t in results["targets"]:
         lines.append(f"| {t['name']} | **{t['status']}** | {t['detail']} |")

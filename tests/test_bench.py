@@ -98,6 +98,7 @@ def test_optimizers_are_compared_with_torch(tmp_path):
     for c in cases:
         assert c["speedup"] == pytest.approx(min(c["torch_s"], c["torch_foreach_s"]) / c["adamax_cy_s"])
         assert (c["assignments_s"] > 0) == (c["gradients"] == "new")
+        assert (c["floor_pct"] is not None) == (c["tensors"] == 1)
     target = next(t for t in results["targets"] if t["name"] == OPTIMIZER_TARGET)
     assert target["status"] == ("pass" if all(c["speedup"] >= c["target"] for c in cases) else "miss")
 
