@@ -552,6 +552,54 @@ cdef struct Table:
     Py_ssize_t count
 
 
+# A call's quadruples go in two tables, float32 then float64.
+
+cdef inline size_t tables_bytes(Py_ssize_t count) noexcept nogil:
+    # The memory two tables of up to ``count`` quadruples each take.
+    return 2 * (4 * count * sizeof(uintptr_t) + (count + 1) * sizeof(Py_ssize_t))
+
+
+cdef char* lay_out_tables(Table* tables, char* memory, Py_ssize_t count) noexcept nogil:
+    # Places two empty tables in ``memory`` (tables_bytes(count) of it);
+    # returns where they end.
+    cdef int j
+    for j in range(2):
+        tables[j].params = <uintptr_t*>memory + 4 * count * j
+        tables[j].grads = tables[j].params + count
+        tables[j].ms = tables[j].grads + count
+        tables[j].us = tables[j].ms + count
+    tables[0].offsets = <Py_ssize_t*>(<uintptr_t*>memory + 8 * count)
+    tables[1].offsets = tables[0].offsets + count + 1
+    empty_tables(tables)
+    return <char*>(tables[1].offsets + count + 1)
+
+
+cdef inline void empty_tables(Table* tables) noexcept nogil:
+    tables[0].count = tables[1].count = 0
+    tables[0].offsets[0] = tables[1].offsets[0] = 0
+
+
+cdef inline void add_quadruple(Table* table, uintptr_t param, uintptr_t grad, uintptr_t m,
+                               uintptr_t u, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t c = table.count
+    table.params[c] = param
+    table.grads[c] = grad
+    table.ms[c] = m
+    table.us[c] = u
+    table.offsets[c + 1] = table.offsets[c] + n
+    table.count = c + 1
+
+
+cdef void run_tables(const Table* tables, const Coefficients* k, int threads) noexcept nogil:
+    # One step on every quadruple of the two tables.
+    if tables[0].count:
+        many_blocks(<float*>NULL, tables[0].params, tables[0].grads, tables[0].ms,
+                    tables[0].us, tables[0].offsets, tables[0].count, k, threads)
+    if tables[1].count:
+        many_blocks(<double*>NULL, tables[1].params, tables[1].grads, tables[1].ms,
+                    tables[1].us, tables[1].offsets, tables[1].count, k, threads)
+
+
 # Up to this many intervals are sorted by comparisons, more by radix.
 cdef Py_ssize_t RADIX_FROM = 64
 # The most runs of intervals in address order that by_runs merges.
@@ -673,7 +721,6 @@ cdef Py_ssize_t run_many(object params, object grads, object ms, object us,
     cdef Py_ssize_t count = len(params), i, j, n, nbytes, nspans = 0
     cdef int typenum
     cdef Table tables[2]
-    cdef Table* table
     cdef PyObject* p
     cdef PyObject* g
     cdef PyObject* mm
@@ -693,21 +740,11 @@ cdef Py_ssize_t run_many(object params, object grads, object ms, object us,
     M = PySequence_Fast_ITEMS(ms)
     U = PySequence_Fast_ITEMS(us)
     memory = <char*>PyMem_Malloc(
-        2 * (4 * count * sizeof(uintptr_t) + (count + 1) * sizeof(Py_ssize_t))
-        + (8 * count * sizeof(Interval) if check else 0) + 1)
+        tables_bytes(count) + (8 * count * sizeof(Interval) if check else 0) + 1)
     if memory == NULL:
         raise MemoryError()
     try:
-        for j in range(2):
-            tables[j].params = <uintptr_t*>memory + 4 * count * j
-            tables[j].grads = tables[j].params + count
-            tables[j].ms = tables[j].grads + count
-            tables[j].us = tables[j].ms + count
-        tables[0].offsets = <Py_ssize_t*>(<uintptr_t*>memory + 8 * count)
-        tables[1].offsets = tables[0].offsets + count + 1
-        spans = <Interval*>(tables[1].offsets + count + 1)
-        tables[0].count = tables[1].count = 0
-        tables[0].offsets[0] = tables[1].offsets[0] = 0
+        spans = <Interval*>lay_out_tables(tables, memory, count)
         for j in range(count):
             p = P[j]
             g = G[j]
@@ -737,24 +774,17 @@ cdef Py_ssize_t run_many(object params, object grads, object ms, object us,
                 nspans += 4
                 if not update:
                     continue
-            table = &tables[0] if typenum == cnp.NPY_FLOAT32 else &tables[1]
-            table.params[table.count] = <uintptr_t>cnp.PyArray_DATA(<cnp.ndarray>p)
-            table.grads[table.count] = <uintptr_t>cnp.PyArray_DATA(<cnp.ndarray>g)
-            table.ms[table.count] = <uintptr_t>cnp.PyArray_DATA(<cnp.ndarray>mm)
-            table.us[table.count] = <uintptr_t>cnp.PyArray_DATA(<cnp.ndarray>uu)
-            table.offsets[table.count + 1] = table.offsets[table.count] + n
-            table.count += 1
+            add_quadruple(&tables[0] if typenum == cnp.NPY_FLOAT32 else &tables[1],
+                          <uintptr_t>cnp.PyArray_DATA(<cnp.ndarray>p),
+                          <uintptr_t>cnp.PyArray_DATA(<cnp.ndarray>g),
+                          <uintptr_t>cnp.PyArray_DATA(<cnp.ndarray>mm),
+                          <uintptr_t>cnp.PyArray_DATA(<cnp.ndarray>uu), n)
         if check and not disjoint(spans, spans + 4 * count, nspans, base, shortest):
             return 0
         if not update:
             return 1
         with nogil:
-            if tables[0].count:
-                many_blocks(<float*>NULL, tables[0].params, tables[0].grads, tables[0].ms,
-                            tables[0].us, tables[0].offsets, tables[0].count, k, threads)
-            if tables[1].count:
-                many_blocks(<double*>NULL, tables[1].params, tables[1].grads, tables[1].ms,
-                            tables[1].us, tables[1].offsets, tables[1].count, k, threads)
+            run_tables(tables, k, threads)
         return 1
     finally:
         PyMem_Free(memory)
@@ -1001,6 +1031,7 @@ cdef class TensorTable:
     cdef Py_ssize_t n_distinct
     cdef int threads
     cdef Table work[2]               # float32, float64 quadruples of one call
+    cdef char* work_memory
 
     def __cinit__(self, list params, to_dlpack):
         cdef Py_ssize_t n = len(params)
@@ -1021,11 +1052,11 @@ cdef class TensorTable:
         self.distinct = <double*>PyMem_Malloc(m * sizeof(double))
         self.ks = <Coefficients*>PyMem_Malloc(m * sizeof(Coefficients))
         self.is64 = <unsigned char*>PyMem_Malloc(3 * m)
-        self.work[0].params = <uintptr_t*>PyMem_Malloc(2 * (4 * m * sizeof(uintptr_t)
-                                                            + (m + 1) * sizeof(Py_ssize_t)))
+        self.work_memory = <char*>PyMem_Malloc(tables_bytes(m))
         if (self.param_ptr == NULL or self.size == NULL or self.distinct == NULL
-                or self.ks == NULL or self.is64 == NULL or self.work[0].params == NULL):
+                or self.ks == NULL or self.is64 == NULL or self.work_memory == NULL):
             raise MemoryError()
+        lay_out_tables(self.work, self.work_memory, m)
         self.m_ptr = self.param_ptr + m
         self.u_ptr = self.m_ptr + m
         self.step_ptr = self.u_ptr + m
@@ -1037,15 +1068,6 @@ cdef class TensorTable:
         self.step64 = self.is64 + m
         self.present = self.step64 + m
         memset(self.present, 0, m)
-        self.work[0].grads = self.work[0].params + m
-        self.work[0].ms = self.work[0].grads + m
-        self.work[0].us = self.work[0].ms + m
-        self.work[1].params = self.work[0].us + m
-        self.work[1].grads = self.work[1].params + m
-        self.work[1].ms = self.work[1].grads + m
-        self.work[1].us = self.work[1].ms + m
-        self.work[0].offsets = <Py_ssize_t*>(self.work[1].us + m)
-        self.work[1].offsets = self.work[0].offsets + m + 1
 
     def __init__(self, list params, to_dlpack):
         """A table for the parameters ``params``; see the class."""
@@ -1056,7 +1078,7 @@ cdef class TensorTable:
         PyMem_Free(self.distinct)
         PyMem_Free(self.ks)
         PyMem_Free(self.is64)
-        PyMem_Free(self.work[0].params)
+        PyMem_Free(self.work_memory)
 
     def set_entry(self, Py_ssize_t j, param, dtype, dict state, exp_avg, exp_inf, step,
                   uintptr_t param_ptr, uintptr_t m_ptr, uintptr_t u_ptr, uintptr_t step_ptr,
@@ -1126,9 +1148,9 @@ cdef class TensorTable:
             p = params[j]
             if p is not self.params[j]:
                 return -1
+            self.copies[j] = None  # a copy lives for one step at most
             g = p.grad
             if g is None:
-                self.copies[j] = None
                 continue
             found = PyDict_GetItem(state_of, p)
             if not (self.present[j] and found != NULL and <object>found is self.states[j]
@@ -1140,7 +1162,6 @@ cdef class TensorTable:
                 # (p.data = p.data[:k]): its entry is checked again first.
                 self.refresh(j, p, state_of, refresh_entry)
                 if not self.grad_data(j, g):
-                    self.copies[j] = None
                     refresh_grad(j, p, g)
                     if self.copies[j] is None:
                         raise RuntimeError(f"refresh_grad did not set the gradient of parameter {j}")
@@ -1173,7 +1194,6 @@ cdef class TensorTable:
         if <uintptr_t>g.data_ptr() != self.grad_ptr[j] or g.nbytes != self.grad_nbytes[j]:
             return False
         self.step_grad[j] = self.grad_ptr[j]
-        self.copies[j] = None
         return True
 
     cdef bint grad_data(self, Py_ssize_t j, g) except -1:
@@ -1194,8 +1214,12 @@ cdef class TensorTable:
         self.grad_ptr[j] = ptr
         self.grad_nbytes[j] = self.size[j] * (8 if self.is64[j] else 4)
         self.step_grad[j] = ptr
-        self.copies[j] = None
         return True
+
+    def written(self):
+        """``(param, exp_avg, exp_inf)`` of every parameter with an entry: what a step writes."""
+        return [(self.params[j], self.exp_avgs[j], self.exp_infs[j])
+                for j in range(self.count) if self.present[j]]
 
     def selected_params(self):
         """The parameters found by the last :meth:`gather`."""
@@ -1233,36 +1257,18 @@ cdef class TensorTable:
 
     def run(self):
         """Update the parameters found by :meth:`gather` and advance their counters."""
-        cdef Py_ssize_t i, d, j, c
-        cdef Table* w
+        cdef Py_ssize_t i, d, j
         if self.n_selected and not self.n_distinct:
             raise RuntimeError("run() before a successful prepare()")
         for d in range(self.n_distinct):
-            self.work[0].count = self.work[1].count = 0
-            self.work[0].offsets[0] = self.work[1].offsets[0] = 0
+            empty_tables(self.work)
             for i in range(self.n_selected):
-                if self.which[i] != d:
-                    continue
                 j = self.selected[i]
-                if self.size[j] == 0:
-                    continue
-                w = &self.work[self.is64[j]]
-                c = w.count
-                w.params[c] = self.param_ptr[j]
-                w.grads[c] = self.step_grad[j]
-                w.ms[c] = self.m_ptr[j]
-                w.us[c] = self.u_ptr[j]
-                w.offsets[c + 1] = w.offsets[c] + self.size[j]
-                w.count = c + 1
+                if self.which[i] == d and self.size[j] != 0:
+                    add_quadruple(&self.work[self.is64[j]], self.param_ptr[j], self.step_grad[j],
+                                  self.m_ptr[j], self.u_ptr[j], self.size[j])
             with nogil:
-                if self.work[0].count:
-                    many_blocks(<float*>NULL, self.work[0].params, self.work[0].grads,
-                                self.work[0].ms, self.work[0].us, self.work[0].offsets,
-                                self.work[0].count, &self.ks[d], self.threads)
-                if self.work[1].count:
-                    many_blocks(<double*>NULL, self.work[1].params, self.work[1].grads,
-                                self.work[1].ms, self.work[1].us, self.work[1].offsets,
-                                self.work[1].count, &self.ks[d], self.threads)
+                run_tables(self.work, &self.ks[d], self.threads)
         for i in range(self.n_selected):
             j = self.selected[i]
             if self.step64[j]:

@@ -47,8 +47,6 @@ class _GroupPlan:
         self.new_states = new_states  # the optimizer's record of the states a step created
         params = list(group["params"])
         self.table = _kernel.TensorTable(params, torch.utils.dlpack.to_dlpack)
-        # per parameter: the tensors the step writes, once checked
-        self.written: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None] = [None] * len(params)
 
     def refresh_entry(self, j: int, p: torch.Tensor, state_of: dict[torch.Tensor, Any]) -> None:
         """Check parameter ``j`` and its state (created if need be) and record them."""
@@ -300,7 +298,7 @@ class Adamax(torch.optim.Optimizer):
         if found == 0:
             return None
         if plan.table.unchecked:
-            _check_disjoint(plan.written, where)
+            _check_disjoint(plan.table.written(), where)
             plan.table.mark_checked()
         try:
             beta1, beta2 = group["betas"]
@@ -428,7 +426,6 @@ def _new_entry(plan: _GroupPlan, j: int, p: torch.Tensor, state: dict[str, Any],
     state["step"] = step
     state["exp_avg"] = exp_avg
     state["exp_inf"] = exp_inf
-    plan.written[j] = (p, exp_avg, exp_inf)
     # The memory the table writes stays alive: the parameter's through an alias
     # (its address is compared at every step, so a new .data is seen); the
     # state's through NumPy views, which also forbid resizing its storage.
@@ -438,12 +435,11 @@ def _new_entry(plan: _GroupPlan, j: int, p: torch.Tensor, state: dict[str, Any],
                          p.dtype == torch.float64, step.dtype == torch.float64, keep)
 
 
-def _check_disjoint(written: Sequence[tuple[torch.Tensor, ...] | None], where: str) -> None:
+def _check_disjoint(written: Sequence[tuple[torch.Tensor, ...]], where: str) -> None:
     """No written tensor of a group overlaps another (a shared parameter, say)."""
     spans = sorted(
         (t.data_ptr(), t.data_ptr() + t.numel() * t.element_size(), j, name)
         for j, tensors in enumerate(written)
-        if tensors is not None
         for name, t in zip(("parameter", "exp_avg", "exp_inf"), tensors)
         if t.numel()
     )
