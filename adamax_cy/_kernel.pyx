@@ -8,7 +8,9 @@ and ``all_finite`` trust their arguments: the caller
 check their arguments themselves, and update only when every check passes
 in the common case; they return False, having written nothing, for the
 caller's Python checks to run (and raise the error, or handle the rarer
-layouts).
+layouts). ``TensorTable`` is the per-step bookkeeping of the PyTorch
+optimizer (``adamax_cy.torch``): it reads tensors through their Python
+attributes and DLPack, never importing torch.
 """
 
 import importlib
