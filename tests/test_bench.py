@@ -126,3 +126,12 @@ def test_unknown_implementation_is_refused():
     bench.configure_parser(parser)
     with pytest.raises(SystemExit, match="unknown implementation"):
         bench.settings(parser.parse_args(["--only", "nonesuch"]))
+
+
+def test_docstring_examples():
+    import doctest
+
+    from adamax_cy.bench import baselines
+
+    result = doctest.testmod(baselines)
+    assert result.attempted > 0 and result.failed == 0

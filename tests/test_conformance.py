@@ -319,7 +319,7 @@ def test_importing_adamax_cy_does_not_import_hypothesis(tmp_path):
 
 
 def test_the_command_line(tmp_path, capsys, seed):
-    from adamax_cy._conform_cli import main
+    from adamax_cy.cli.conform import main
 
     (tmp_path / "mine.py").write_text(
         "import numpy as np\n"

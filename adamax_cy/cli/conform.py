@@ -1,31 +1,36 @@
-"""``python -m adamax_cy conform package.module:function``: the conformance verdict from the shell.
+"""``adamax-cy conform package.module:function``: the conformance verdict from the shell.
 
-:func:`configure_parser` and :func:`run` are what the main command line
-calls; :func:`main` runs this command on its own. Exit status: 0 when the
-implementation conforms, 1 when it does not, 2 when the target cannot be
-loaded. The module needs hypothesis (the ``testing`` extra); the main
-command line imports it only when ``conform`` is chosen.
+Exit status: 0 when the implementation conforms, 1 when it does not, 2 when
+the target cannot be loaded. The option names, dtypes and tolerance fields
+are those of :mod:`adamax_cy.testing`, which needs hypothesis (the
+``testing`` extra); the main command line imports this module only when
+``conform`` is chosen.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import sys
 from typing import Any, Optional, Sequence
 
-from . import testing
-from ._defaults import CONVENTIONS
+from .. import testing
+from .._defaults import CONVENTIONS
 
-OPTIONS = ("weight_decay", "decoupled_weight_decay", "maximize")
-TOLERANCE_FIELDS = ("m", "u", "param", "update")
+HELP = "check anyone's Adamax against the specification"
+
+
+def _tolerance_fields() -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(testing.Tolerance))
 
 
 def _widening(text: str) -> tuple[str, float]:
     name, sep, value = text.partition("=")
-    if not sep or name not in TOLERANCE_FIELDS:
-        raise argparse.ArgumentTypeError(f"expected FIELD=ULPS with FIELD in {TOLERANCE_FIELDS}, got {text!r}")
+    fields = _tolerance_fields()
+    if not sep or name not in fields:
+        raise argparse.ArgumentTypeError(f"expected FIELD=ULPS with FIELD in {fields}, got {text!r}")
     try:
         return name, float(value)
     except ValueError:
@@ -54,7 +59,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", help="the step to check, as package.module:function (or :Class)")
     parser.add_argument("--convention", choices=CONVENTIONS, default="spec",
                         help="eps added to u in the denominator (spec) or inside the max (torch)")
-    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    parser.add_argument("--dtype", choices=testing.DTYPES, default="float64")
     kind = parser.add_mutually_exclusive_group()
     kind.add_argument("--in-place", action="store_true",
                       help="the target updates param, m and u in place and returns None")
@@ -62,10 +67,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                       help="the target is a torch.optim-style optimizer class (the default for a class)")
     parser.add_argument("--option", action="append", type=_option, default=[], metavar="NAME=VALUE",
                         help="hold a hyperparameter or option fixed, e.g. eps=1e-7 or maximize=true")
-    parser.add_argument("--vary", action="append", choices=OPTIONS, default=[],
+    parser.add_argument("--vary", action="append", choices=testing.OPTIONS, default=[],
                         help="an option the target supports, to be varied by the generated cases")
     parser.add_argument("--widen", action="append", type=_widening, default=[], metavar="FIELD=ULPS",
-                        help="widen the tolerance (fields m, u, param, update), stated in the verdict")
+                        help="widen the tolerance (fields " + ", ".join(_tolerance_fields())
+                        + "), stated in the verdict")
     parser.add_argument("--finite-only", action="store_true",
                         help="leave infinite and NaN values out of the cases")
     parser.add_argument("--max-examples", type=int, default=200, help="generated cases to try")

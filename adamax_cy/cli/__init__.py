@@ -1,0 +1,21 @@
+"""The command line: ``adamax-cy`` and ``python -m adamax_cy``.
+
+With no command it does the main job: the specification's worked examples
+through the compiled kernel beside the reference, then a short training run
+with :class:`adamax_cy.Adamax`. Commands, one module each:
+
+``examples``  the worked examples (``--trace`` shows every intermediate)
+``demo``      the training demonstration, with its options
+``info``      the build: version, OpenMP, threads, compiler flags
+``bench``     the benchmark (from :mod:`adamax_cy.bench`)
+``conform``   conformance of anyone's Adamax to the specification
+
+:mod:`.app` holds the parser and :func:`main`; :mod:`.render` the output.
+Tables and the progress bar use `rich <https://rich.readthedocs.io>`_ when it
+is installed (``pip install "adamax_cy[cli]"``) and plain text otherwise.
+Nothing here is imported by ``import adamax_cy``.
+"""
+
+from .app import main
+
+__all__ = ["main"]
