@@ -14,7 +14,6 @@ Importing this module imports torch; nothing else in :mod:`adamax_cy` does.
 from __future__ import annotations
 
 import math
-import timeit
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
@@ -23,7 +22,7 @@ from ._defaults import BETA1, BETA2, EPS, LR
 from . import _kernel
 from .api import check_convention, check_num_threads, check_options
 
-__all__ = ["Adamax", "time_step"]
+__all__ = ["Adamax"]
 
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
 
@@ -463,62 +462,3 @@ def _grad_tensor(g: torch.Tensor, p: torch.Tensor, where: str) -> torch.Tensor:
     if g.numel() != p.numel() or g.dtype != p.dtype:
         raise ValueError(f"{where}: the gradient does not match the parameter's shape and dtype")
     return g.detach().resolve_neg().resolve_conj().contiguous()
-
-
-def time_step(
-    shapes: Sequence[int | tuple[int, ...]],
-    *,
-    dtype: torch.dtype = torch.float32,
-    number: int = 20,
-    repeat: int = 5,
-    num_threads: int | None = None,
-    seed: int = 0,
-) -> dict[str, float]:
-    """Seconds per ``step()`` of this Adamax and of ``torch.optim.Adamax``.
-
-    Each optimizer gets its own parameters of the given shapes, with fixed
-    random gradients, and one untimed step; then ``step()`` is timed
-    ``number`` times in each of ``repeat`` rounds, and the fastest round
-    counts (as :func:`timeit.repeat` advises).
-
-    Parameters
-    ----------
-    shapes : sequence of int or tuple of int
-        One parameter tensor per shape, e.g. ``[(1_000_000,)]`` or
-        ``[(1000,)] * 200``.
-    dtype : torch.dtype, optional
-        float32 or float64.
-    number, repeat : int, optional
-        Steps per round and rounds.
-    num_threads : int or None, optional
-        Passed to this Adamax (torch uses ``torch.get_num_threads()``).
-    seed : int, optional
-        Seed of the parameters and gradients.
-
-    Returns
-    -------
-    dict
-        Seconds per step for ``"adamax_cy"``, ``"torch"`` (for-loop) and
-        ``"torch_foreach"``.
-
-    Examples
-    --------
-    >>> times = time_step([(10,)] * 3, number=2, repeat=2)
-    >>> sorted(times)
-    ['adamax_cy', 'torch', 'torch_foreach']
-    """
-    makers: dict[str, Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer]] = {
-        "adamax_cy": lambda ps: Adamax(ps, num_threads=num_threads),
-        "torch": lambda ps: torch.optim.Adamax(ps, foreach=False),
-        "torch_foreach": lambda ps: torch.optim.Adamax(ps, foreach=True),
-    }
-    times = {}
-    for name, make in makers.items():
-        gen = torch.Generator().manual_seed(seed)
-        params = [torch.nn.Parameter(torch.randn(shape, generator=gen, dtype=dtype)) for shape in shapes]
-        for p in params:
-            p.grad = torch.randn(p.shape, generator=gen, dtype=dtype)
-        opt = make(params)
-        opt.step()
-        times[name] = min(timeit.repeat(opt.step, number=number, repeat=repeat)) / number
-    return times

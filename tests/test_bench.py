@@ -135,3 +135,22 @@ def test_docstring_examples():
 
     result = doctest.testmod(baselines)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_time_step_reports_the_three_optimizers():
+    torch = pytest.importorskip("torch")
+    import numpy as np
+
+    times = bench.time_step([(8,), (3, 4)], dtype=torch.float64, number=1, repeat=1)
+    assert set(times) == {"adamax_cy", "torch", "torch_foreach"}
+    assert all(isinstance(t, float) and np.isfinite(t) for t in times.values())
+
+
+def test_time_step_docstring_example():
+    pytest.importorskip("torch")
+    import doctest
+
+    from adamax_cy.bench import timing
+
+    result = doctest.testmod(timing)
+    assert result.attempted > 0 and result.failed == 0
