@@ -21,7 +21,7 @@ import torch
 
 from ._defaults import BETA1, BETA2, EPS, LR
 from . import _kernel
-from .api import check_convention, check_num_threads, check_options
+from ._validation import check_convention, check_num_threads, check_options
 
 __all__ = ["Adamax", "time_step"]
 
