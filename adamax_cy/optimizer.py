@@ -18,6 +18,7 @@ from . import _checkpoint
 from . import _kernel
 from ._checkpoint import CheckpointError
 from ._defaults import BETA1, BETA2, EPS, GROUP_OPTIONS, LR
+from ._interrupts import deferred_interrupts
 from ._validation import (
     check_group,
     check_many,
@@ -266,10 +267,13 @@ class Adamax:
                         f"{self._names[active[k]]}: the gradient holds an infinity or NaN "
                         "(nonfinite='raise'); nothing was updated"
                     )
-        for h, positions in calls:
-            run_many(tuple([lst[k] for k in positions] for lst in flat), h)  # type: ignore[arg-type]
-        for i in active:
-            self._steps[i] += 1
+        # All or nothing for the caller: a Ctrl-C is held back until the
+        # arrays are written and the steps counted.
+        with deferred_interrupts():
+            for h, positions in calls:
+                run_many(tuple([lst[k] for k in positions] for lst in flat), h)  # type: ignore[arg-type]
+            for i in active:
+                self._steps[i] += 1
         return True
 
     # ------------------------------------------------------------ state dict
@@ -320,7 +324,12 @@ class Adamax:
         )
 
     def _commit(self, checked: Mapping[str, Any]) -> None:
-        # Only copies from here on: nothing below can fail halfway.
+        # Only copies of checked arrays from here on: nothing below can fail
+        # halfway, and a Ctrl-C waits until they are done.
+        with deferred_interrupts():
+            self._copy_in(checked)
+
+    def _copy_in(self, checked: Mapping[str, Any]) -> None:
         for group, options in zip(self.param_groups, checked["groups"]):
             group.update(options)
         for dst, src in zip(self._m, checked["m"]):
