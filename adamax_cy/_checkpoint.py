@@ -14,12 +14,13 @@ import contextlib
 import json
 import operator
 import os
+import reprlib
 import secrets
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ._defaults import GROUP_OPTIONS
+from ._defaults import GROUP_OPTIONS, MAX_STEP
 from ._validation import is_sequence, normalise_group
 
 #: What a checkpoint file says it is, and the layout version this code reads.
@@ -264,6 +265,11 @@ def read(
     if saved_params is not None and restore_params:
         for name, p, saved in zip(names, params, saved_params):
             check_saved_array(saved, p, f"{where}: {name}: param")
+            if not p.flags.writeable:
+                raise CheckpointError(
+                    f"{where}: {name}: the parameter is read-only; its stored value cannot "
+                    "be restored (pass restore_params=False to load the rest)"
+                )
         checked["params"] = saved_params
     return checked
 
@@ -348,16 +354,31 @@ def check_state_dict(
 
 
 def check_saved_step(step: Any, name: str) -> int:
-    """A stored step count: an integer >= 0."""
-    if isinstance(step, (bool, np.bool_)):
-        raise CheckpointError(f"{name}: step must be an integer >= 0, got {step!r}")
+    """A stored step count: an integer from 0 to ``MAX_STEP - 2``, so that the
+    next step's ``t`` is one the kernel takes."""
     try:
+        if isinstance(step, (bool, np.bool_)):
+            raise TypeError
         value = operator.index(step)
     except TypeError:
-        raise CheckpointError(f"{name}: step must be an integer >= 0, got {step!r}") from None
-    if value < 0:
-        raise CheckpointError(f"{name}: step must be an integer >= 0, got {step!r}")
+        value = -1
+    if not 0 <= value < MAX_STEP - 1:
+        raise CheckpointError(
+            f"{name}: step must be an integer >= 0 (and below 2**63 - 1), got {_short(step)}"
+        )
     return value
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict = 3, 8, 8
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 80
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to about ``limit`` characters: messages stay short
+    whatever a file holds."""
+    text = _REPR.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def check_saved_array(a: Any, param: np.ndarray, where: str) -> None:
