@@ -20,7 +20,7 @@ import torch
 
 from ._defaults import BETA1, BETA2, EPS, LR
 from . import _kernel
-from .api import check_convention, check_num_threads, check_options
+from ._validation import check_betas, check_convention, check_num_threads, check_options
 
 __all__ = ["Adamax"]
 
@@ -355,23 +355,18 @@ def _group_options(group: dict[str, Any], convention: str, where: str) -> dict[s
         if lr.numel() != 1:
             raise ValueError(f"{where}a Tensor lr must have one element, got {lr.numel()}")
         lr = lr.item()
-    try:
-        beta1, beta2 = group["betas"]
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}betas must be a pair (beta1, beta2), got {group['betas']!r}") from None
-    try:
-        return check_options(
-            lr=lr,
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            decoupled_weight_decay=False,
-            maximize=group["maximize"],
-            convention=convention,
-        )
-    except (TypeError, ValueError) as error:
-        raise type(error)(f"{where}{error}") from None
+    beta1, beta2 = check_betas(group["betas"], where)
+    return check_options(
+        lr=lr,
+        beta1=beta1,
+        beta2=beta2,
+        eps=group["eps"],
+        weight_decay=group["weight_decay"],
+        decoupled_weight_decay=False,
+        maximize=group["maximize"],
+        convention=convention,
+        where=where,
+    )
 
 
 def _check_tensor(t: torch.Tensor, name: str, where: str, written: bool = True) -> None:
