@@ -46,7 +46,7 @@ from __future__ import annotations
 
 from . import _plugin
 from ._adapters import Adapter, UnsupportedCase, functional, in_place, optimizer
-from ._cases import Case, cases
+from ._cases import DTYPES, OPTIONS, Case, cases
 from ._harness import assert_conforms, check_conformance
 from ._report import ConformanceReport, Mismatch
 from ._tolerances import TOLERANCES, TORCH_TOLERANCES, Tolerance
@@ -55,6 +55,8 @@ if _plugin.pytest is not None:
     from ._plugin import adamax_conformance
 
 __all__ = [
+    "DTYPES",
+    "OPTIONS",
     "TOLERANCES",
     "TORCH_TOLERANCES",
     "Adapter",
