@@ -3,7 +3,8 @@
 Environment variables:
 
 ADAMAX_CY_OPENMP   "0" builds serially, "1" requires OpenMP; unset probes for it.
-ADAMAX_CY_DEBUG    "1" turns bounds checking and initialisation checks back on.
+ADAMAX_CY_DEBUG    "1" turns bounds checking and initialisation checks back on,
+                   and keeps debug information in the modules.
 ADAMAX_CY_NATIVE   "1" compiles for this machine's CPU (-march=native): faster,
                    but the build is no longer portable to older CPUs.
 ADAMAX_CY_LEVELS   "0" builds the element loops for the baseline only; by
