@@ -15,6 +15,7 @@ algorithm page for a person to look at.
 
 from __future__ import annotations
 
+import html
 import html.parser
 import os
 import re
@@ -151,3 +152,93 @@ def test_a_page_that_needs_a_cdn_is_not_typeset(tmp_path: Path) -> None:
 def test_search_works_offline(tmp_path: Path) -> None:
     dom = chromium(tmp_path, (HTML / "search.html").as_uri() + "?q=adamax_step_many", "--dump-dom")
     assert 'href="api.html#adamax_cy.adamax_step_many"' in dom
+
+
+# --------------------------------------------------------------------------
+# Layout: nothing wider than its column
+
+# Runs in the page once MathJax has typeset it (every <details> opened), and
+# writes what overflows into the DOM as JSON, for --dump-dom to carry out.
+# "Wider than its column": an element whose full width (its scrollWidth, which
+# counts what a scroll container hides) reaches past the right edge of the
+# article's content box. At a narrow width, display math may scroll instead:
+# then it is enough that a scroll container holds it within the column.
+_MEASURE = r"""
+<script>
+(function () {
+  function measure() {
+    document.querySelectorAll("details").forEach(function (d) { d.open = true; });
+    var main = document.querySelector("article[role=main]") || document.body;
+    var style = getComputedStyle(main);
+    var right = main.getBoundingClientRect().left + main.clientWidth - parseFloat(style.paddingRight);
+    var scrollOk = document.body.getAttribute("data-scroll-ok") === "1";
+    var found = [];
+    main.querySelectorAll("table, mjx-container[display=true], pre").forEach(function (el) {
+      var box = el.getBoundingClientRect();
+      if (box.width === 0) return;
+      var need = Math.max(el.scrollWidth, box.width);
+      var over = box.left + need - right;
+      if (over <= 1) return;
+      var holder = null;
+      for (var a = el.parentElement; a && a !== main; a = a.parentElement) {
+        var ox = getComputedStyle(a).overflowX;
+        if ((ox === "auto" || ox === "scroll") && a.getBoundingClientRect().right <= right + 1) { holder = a; break; }
+      }
+      if (scrollOk && el.tagName === "MJX-CONTAINER" && holder) return;
+      found.push({tag: el.tagName.toLowerCase(), over: Math.round(over),
+                  text: (el.textContent || "").replace(/\s+/g, " ").trim().slice(0, 60)});
+    });
+    var out = document.createElement("pre");
+    out.id = "layout-report";
+    out.textContent = JSON.stringify(found);
+    document.body.appendChild(out);
+  }
+  window.addEventListener("load", function () {
+    var mj = window.MathJax && window.MathJax.startup && window.MathJax.startup.promise;
+    (mj ? mj : Promise.resolve()).then(function () { setTimeout(measure, 100); });
+  });
+})();
+</script>
+"""
+
+
+def overflowing(tmp_path: Path, page: Path, width: int, math_may_scroll: bool = False) -> list[dict]:
+    """What on ``page`` is wider than its column in a ``width`` px window."""
+    import json
+
+    source = page.read_text(encoding="utf-8")
+    body = '<body data-scroll-ok="1"' if math_may_scroll else "<body"
+    probe = page.with_name(f"_layout_{page.name}")
+    probe.write_text(source.replace("<body", body, 1).replace("</body>", _MEASURE + "</body>", 1), encoding="utf-8")
+    try:
+        dom = chromium(tmp_path, probe.as_uri(), f"--window-size={width},900", "--dump-dom")
+    finally:
+        probe.unlink()
+    found = re.search(r'<pre id="layout-report">(.*?)</pre>', dom, re.S)
+    assert found, f"{page.name}: the layout probe did not run"
+    return json.loads(html.unescape(found.group(1)))
+
+
+def content_pages() -> list[Path]:
+    skip = {"genindex.html", "search.html", "py-modindex.html"}
+    return sorted(p for p in HTML.glob("*.html") if p.name not in skip and not p.name.startswith("_"))
+
+
+@needs_build
+@needs_chromium
+def test_nothing_is_wider_than_its_column_at_1280px(tmp_path: Path) -> None:
+    pages = content_pages()
+    assert len(pages) >= 8
+    wide = {p.name: found for p in pages if (found := overflowing(tmp_path, p, 1280))}
+    assert wide == {}
+
+
+@needs_build
+@needs_chromium
+def test_display_math_scrolls_rather_than_being_cut_at_420px(tmp_path: Path) -> None:
+    pages = [p for p in content_pages() if parse(p).math]
+    assert pages
+    cut = {p.name: found for p in pages if (found := [
+        f for f in overflowing(tmp_path, p, 420, math_may_scroll=True) if f["tag"] == "mjx-container"
+    ])}
+    assert cut == {}

@@ -23,9 +23,10 @@ Directives
     The spec's table of worked examples, from ``reference/examples.py``.
 ``.. adamax-api:: [MODULE]``
     Autodoc entries for every name in ``MODULE.__all__`` (``adamax_cy`` by
-    default). Options: ``:title:`` (a section with the module's docstring),
-    ``:if-exists:`` and ``:requires: MODULE ...``: when the module, or one
-    it needs, is not installed, the directive's content is shown instead.
+    default). Options: ``:title:`` (a section with the module's docstring).
+    The module is imported with ``autodoc_mock_imports`` mocked, so that
+    ``adamax_cy.torch`` and the pytest fixture of ``adamax_cy.testing`` are
+    documented where torch or pytest is not installed.
 ``.. optional-include:: FILE``
     Include ``FILE`` (Markdown or reST) when it exists; otherwise render the
     directive's content. ``:skip-title:`` drops the file's top heading.
@@ -34,9 +35,7 @@ Directives
 from __future__ import annotations
 
 import inspect
-import ast
 import os
-import re
 import sys
 from decimal import Decimal, localcontext
 from fractions import Fraction
@@ -445,24 +444,16 @@ class ApiDirective(AdamaxDirective):
     """Autodoc entries for every name in a module's ``__all__`` (``adamax_cy`` by default)."""
 
     optional_arguments = 1
-    has_content = True
-    option_spec = {
-        "if-exists": directives.flag,
-        "requires": directives.unchanged,
-        "title": directives.unchanged,
-    }
+    option_spec = {"title": directives.unchanged}
 
     def run(self) -> list[nodes.Node]:
         import importlib
-        import importlib.util
+
+        from sphinx.ext.autodoc.mock import mock
 
         package = self.arguments[0] if self.arguments else "adamax_cy"
-        needed = self.options.get("requires", "").split()
-        if "if-exists" in self.options and importlib.util.find_spec(package) is None:
-            return self.parse(list(self.content))
-        if any(importlib.util.find_spec(name) is None for name in needed):
-            return self.parse(list(self.content))
-        module = importlib.import_module(package)
+        with mock(self.config.autodoc_mock_imports):
+            module = importlib.import_module(package)
         lines: list[str] = []
         if "title" in self.options:
             title = self.options["title"]
@@ -516,63 +507,6 @@ class OptionalIncludeDirective(AdamaxDirective):
         return self.parse(list(self.content))
 
 
-# --------------------------------------------------------------------------
-# Compiled functions: the signature is the stub's (``_kernel.pyi``, with its
-# types), checked against the function's own (Cython's binding=True), not the
-# line Cython embeds atop the docstring.
-
-_EMBEDDED_SIGNATURE = re.compile(r"^\s*\w+\(.*\)\s*(->.*)?$")
-
-
-def _stub_signatures(stub: str) -> dict[str, str]:
-    tree = ast.parse(open(stub, encoding="utf-8").read())
-    aliases = {
-        node.targets[0].id: ast.unparse(node.value)
-        for node in tree.body
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
-    }
-
-    def show(annotation: ast.expr | None) -> str:
-        text = ast.unparse(annotation) if annotation is not None else ""
-        for alias, value in aliases.items():
-            text = re.sub(rf"\b{re.escape(alias)}\b", value, text)
-        return text
-
-    signatures = {}
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef):
-            args = ", ".join(f"{a.arg}: {show(a.annotation)}" for a in node.args.args)
-            signatures[node.name] = f"({args}) -> {show(node.returns)}"
-    return signatures
-
-
-def compiled_signature(app, what, name, obj, options, signature, return_annotation):
-    if not name.startswith("adamax_cy._kernel."):
-        return None
-    from adamax_cy import _kernel
-
-    stub = os.path.join(os.path.dirname(_kernel.__file__), "_kernel.pyi")
-    short = name.rpartition(".")[2]
-    stubbed = _stub_signatures(stub).get(short)
-    own = list(inspect.signature(obj).parameters)
-    if stubbed is None:
-        logger.warning(f"{name} is missing from {os.path.basename(stub)}")
-        return f"({', '.join(own)})", None
-    stub_names = re.findall(r"(\w+):", stubbed.partition(") ->")[0])
-    if stub_names != own:
-        logger.warning(f"{name}: the stub's arguments {stub_names} differ from the function's {own}")
-    app.env.note_dependency(stub)
-    signature, _, returns = stubbed.rpartition(" -> ")
-    return signature, returns
-
-
-def strip_embedded_signature(app, what, name, obj, options, lines) -> None:
-    if name.startswith("adamax_cy._kernel.") and lines and _EMBEDDED_SIGNATURE.match(lines[0]):
-        del lines[0]
-        while lines and not lines[0].strip():
-            del lines[0]
-
-
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("adamax-trace", TraceDirective)
     app.add_directive("adamax-worked-examples", WorkedExamplesDirective)
@@ -581,7 +515,4 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("adamax-frameworks-reproduce", ReproduceDirective)
     app.add_directive("adamax-api", ApiDirective)
     app.add_directive("optional-include", OptionalIncludeDirective)
-    app.connect("autodoc-process-docstring", strip_embedded_signature)
-    # Before numpydoc's handler, which would take the embedded line instead.
-    app.connect("autodoc-process-signature", compiled_signature, priority=400)
     return {"version": adamax_cy.__version__, "parallel_read_safe": True, "parallel_write_safe": True}
