@@ -224,8 +224,10 @@ class TraceDirective(AdamaxDirective):
         inputs = [dict(param=p, grad=g, m=m, u=u, t=ex.t) for p, g, m, u in elements]
         steps = _steps(convention, eps, arithmetic)
         several = len(elements) > 1
-        header = ["quantity", "formula"] + (
-            [f"element {i}" for i in range(len(elements))] if several else ["with the numbers"]
+        # One element: the formula and its operands. Several: the results
+        # only, one column per element (the formulas are those of one element).
+        header = ["quantity"] + (
+            [f"element {i}" for i in range(len(elements))] if several else ["formula", "with the numbers"]
         )
         def cell(step: Step, tr: Any, x: dict[str, Any]) -> str:
             result = fmt(getattr(tr, step.field), arithmetic)
@@ -233,7 +235,10 @@ class TraceDirective(AdamaxDirective):
                 return result
             return f"{step.operands(tr, x)} = **{result}**"
 
-        rows = [[s.name, s.formula, *(cell(s, tr, x) for tr, x in zip(traces, inputs))] for s in steps]
+        rows = [
+            [s.name, *([] if several else [s.formula]), *(cell(s, tr, x) for tr, x in zip(traces, inputs))]
+            for s in steps
+        ]
         given = ", ".join(
             f"{name} = {fmt(getattr(ex, key)) if not several else [fmt(v) for v in getattr(ex, key)]}"
             for name, key in (("θ", "param"), ("g", "grad"), ("m", "m"), ("u", "u"))
@@ -313,7 +318,7 @@ FRAMEWORKS: tuple[Framework, ...] = (
         maximize="none (negate the loss)",
         options={"convention": "spec", "eps": 1e-7},
         reproduce=(
-            'adamax_step(param, grad, m, u, t, lr=0.001, eps=1e-7, convention="spec", '
+            "adamax_step(param, grad, m, u, t, lr=float(np.float32(0.001)), eps=1e-7, "
             "weight_decay=wd, decoupled_weight_decay=True)"
         ),
     ),
@@ -374,19 +379,30 @@ class FrameworksDirective(AdamaxDirective):
         return self.parse(rst_table(header, rows, widths="16 28 20 24 12"))
 
 
+def _wrap_call(call: str, width: int = 68) -> str:
+    """A call on as many lines as it needs, continuation lines aligned
+    under the first argument (no line longer than ``width`` when the
+    arguments allow it: the code block must fit the page's column)."""
+    head, _, arguments = call.partition("(")
+    indent = " " * (len(head) + 1)
+    lines = [head + "("]
+    for argument in arguments.split(", "):
+        piece = argument if lines[-1].endswith("(") else " " + argument
+        if len(lines[-1]) + len(piece) + 1 > width and not lines[-1].endswith("("):
+            lines[-1] += ","
+            lines.append(indent + argument)
+        else:
+            lines[-1] += ("," if not lines[-1].endswith("(") else "") + piece
+    return "\n".join(lines)
+
+
 class ReproduceDirective(AdamaxDirective):
     """For each framework, the call that reproduces it with its own defaults."""
 
     def run(self) -> list[nodes.Node]:
         lines = [".. code-block:: python", ""]
         for fw in FRAMEWORKS:
-            call = fw.reproduce
-            if len(call) > 72:  # keywords on a line of their own
-                head, sep, tail = call.partition(", ")
-                while "=" not in tail.partition(", ")[0]:
-                    more, sep, tail = tail.partition(", ")
-                    head += ", " + more
-                call = head + ",\n" + " " * len("adamax_step(") + tail
+            call = _wrap_call(fw.reproduce)
             lines += [f"   # {fw.name.replace('``', '')}"]
             lines += [f"   {line}" for line in call.splitlines()]
         lines.append("")
