@@ -523,6 +523,41 @@ class OptionalIncludeDirective(AdamaxDirective):
         return self.parse(list(self.content))
 
 
+# --------------------------------------------------------------------------
+# Docstrings of modules documented from mocks: their examples cannot run
+
+
+def examples_of_mocked_modules_as_code(app, what, name, obj, options, lines) -> None:
+    """Show the examples of a module that needs a mocked package as code.
+
+    Where torch is mocked (not installed), the examples in
+    ``adamax_cy.torch``'s docstrings are shown as they are but not run by the
+    doctest builder: they would run against the mock.
+    """
+    mocked = set(app.config.autodoc_mock_imports)
+    if not any(name.startswith(module) for module, package in _NEEDS.items() if package in mocked):
+        return
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        stripped = lines[i].lstrip()
+        if not stripped.startswith(">>>"):
+            out.append(lines[i])
+            i += 1
+            continue
+        indent = lines[i][: len(lines[i]) - len(stripped)]
+        out += [indent + ".. code-block:: pycon", ""]
+        while i < len(lines) and lines[i].strip():
+            out.append("   " + lines[i])
+            i += 1
+        out.append("")
+    lines[:] = out
+
+
+#: Modules whose examples need a package that ``autodoc_mock_imports`` may mock.
+_NEEDS = {"adamax_cy.torch": "torch"}
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("adamax-trace", TraceDirective)
     app.add_directive("adamax-worked-examples", WorkedExamplesDirective)
@@ -531,4 +566,6 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("adamax-frameworks-reproduce", ReproduceDirective)
     app.add_directive("adamax-api", ApiDirective)
     app.add_directive("optional-include", OptionalIncludeDirective)
+    # After numpydoc (priority 500), which leaves the examples' lines as they are.
+    app.connect("autodoc-process-docstring", examples_of_mocked_modules_as_code, priority=600)
     return {"version": adamax_cy.__version__, "parallel_read_safe": True, "parallel_write_safe": True}
