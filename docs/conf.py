@@ -38,7 +38,7 @@ rst_epilog = "\n".join(
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 # Markdown pages written elsewhere are included by the page that owns them.
-exclude_patterns = ["_build", "conformance.md", "performance.md", "README.md"]
+exclude_patterns = ["_build", "conformance.md", "performance.md", "performance-results.md", "README.md"]
 
 # Offline: the MathJax copy shipped with the docs (see sphinx-mathjax-offline).
 mathjax_path = "mathjax/tex-chtml.js"

@@ -374,9 +374,14 @@ class FrameworksDirective(AdamaxDirective):
     """The side-by-side table of conventions."""
 
     def run(self) -> list[nodes.Node]:
-        header = ["", "where ε goes", "defaults", "weight decay", "maximize"]
-        rows = [[fw.name, fw.where_eps, fw.defaults, fw.weight_decay, fw.maximize] for fw in FRAMEWORKS]
-        return self.parse(rst_table(header, rows, widths="16 28 20 24 12"))
+        # Two tables of three columns: five columns of formulas and code do
+        # not fit the page's column.
+        formula = [[fw.name, fw.where_eps, fw.defaults] for fw in FRAMEWORKS]
+        options = [[fw.name, fw.weight_decay, fw.maximize] for fw in FRAMEWORKS]
+        return self.parse(
+            rst_table(["", "where ε goes", "defaults"], formula, widths="22 46 32")
+            + rst_table(["", "weight decay", "maximize"], options, widths="22 50 28")
+        )
 
 
 def _wrap_call(call: str, width: int = 68) -> str:
