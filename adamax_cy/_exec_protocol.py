@@ -268,7 +268,7 @@ def _widening(text: str) -> tuple[str, float]:
 
 def configure_parser(parser: argparse.ArgumentParser, *, conform_options: bool = True) -> None:
     """Add ``--exec`` and ``--timeout``; with ``conform_options`` the rest of ``conform``'s too."""
-    parser.add_argument("--exec", dest="exec_command", metavar="COMMAND", required=not conform_options or None,
+    parser.add_argument("--exec", dest="exec_command", metavar="COMMAND",
                         help="check a program in any language speaking the line protocol (see the docs)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                         help="seconds to wait for each answer of --exec (default %(default)s)")

@@ -47,6 +47,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import importlib
 import importlib.util
 import json
 import math
@@ -109,14 +110,14 @@ def _plain(hyper: Mapping[str, Any]) -> None:
 
 
 def _optax_adapter() -> Any:
-    testing = _testing()
+    base: Any = _testing().Adapter
 
-    class OptaxAdamax(testing.Adapter):
+    class OptaxAdamax(base):
         name = "optax.adamax"
 
         def steps(self, case: Any) -> Iterator[Any]:
-            import jax.numpy as jnp
-            import optax
+            jnp = importlib.import_module("jax.numpy")
+            optax = importlib.import_module("optax")
 
             h = case.hyperparameters
             _plain(h)
@@ -135,13 +136,13 @@ def _optax_adapter() -> Any:
 
 
 def _keras_adapter() -> Any:
-    testing = _testing()
+    base: Any = _testing().Adapter
 
-    class KerasAdamax(testing.Adapter):
+    class KerasAdamax(base):
         name = "keras.optimizers.Adamax"
 
         def steps(self, case: Any) -> Iterator[Any]:
-            import keras
+            keras = importlib.import_module("keras")
 
             h = case.hyperparameters
             _plain(h)
@@ -209,10 +210,10 @@ class _Measure:
 
 def _with_allowances(inner: Any, allowances: Sequence[str], convention: str, measure: _Measure) -> Any:
     """An adapter that applies the named allowances to ``inner``'s outputs and measures them."""
-    testing = _testing()
+    base: Any = _testing().Adapter
     from .reference import adamax_trace
 
-    class Allowed(testing.Adapter):
+    class Allowed(base):
         name = inner.name
 
         def steps(self, case: Any) -> Iterator[Any]:
@@ -244,12 +245,12 @@ def _with_allowances(inner: Any, allowances: Sequence[str], convention: str, mea
                                   float(hyper["beta1"]) * m0, (1 - float(hyper["beta1"])) * float(tr.g),
                                   float(hyper["beta2"]) * u0]
                         if any(_subnormal(v, dtype) for v in values):
-                            offset[i] += _moved(got[0], tr.param_t)
+                            offset[i] += _moved(got[0], float(tr.param_t))
                             flat[0][i], flat[1][i], flat[2][i] = tr.param_t, tr.m_t, tr.u_t
                             measure.skipped += 1
                             continue
                     if "lerp" in allowances and (math.isinf(m0) or math.isinf(float(tr.g))):
-                        offset[i] += _moved(got[0], tr.param_t)
+                        offset[i] += _moved(got[0], float(tr.param_t))
                         flat[0][i], flat[1][i], flat[2][i] = tr.param_t, tr.m_t, tr.u_t
                         measure.skipped += 1
                         continue
@@ -270,7 +271,7 @@ def _with_allowances(inner: Any, allowances: Sequence[str], convention: str, mea
                             theta_allowed = (spacing(max(abs(p0), abs(float(tr.param_t)))) + 4 * spacing(tr.update)
                                              + abs(float(tr.step_size) * dm / float(tr.bias_correction)))
                             if abs(got[0] - float(tr.param_t)) <= theta_allowed:
-                                offset[i] += _moved(got[0], tr.param_t)
+                                offset[i] += _moved(got[0], float(tr.param_t))
                                 flat[0][i] = tr.param_t
                             flat[1][i] = tr.m_t
                     if "float32-bias-correction" in allowances and dtype == "float32":
@@ -284,7 +285,7 @@ def _with_allowances(inner: Any, allowances: Sequence[str], convention: str, mea
                         if du and float(tr.denominator):
                             allowed += abs(update * du / float(tr.denominator))
                         if abs(got[0] - float(tr.param_t)) <= allowed and got[0] != tr.param_t:
-                            offset[i] += _moved(got[0], tr.param_t)
+                            offset[i] += _moved(got[0], float(tr.param_t))
                             flat[0][i] = tr.param_t
                             measure.bias_corrected += 1
                 state = (theta, m, u)
@@ -370,7 +371,7 @@ def installed() -> dict[str, Optional[str]]:
     """framework -> None if it can run here, else the reason it is skipped."""
     out: dict[str, Optional[str]] = {}
     for name, (module, _) in FRAMEWORKS.items():
-        needed = [module] + ([_BACKEND_MODULE[name]] if name in _BACKEND_MODULE else [])
+        needed = list(dict.fromkeys([module, _BACKEND_MODULE.get(name, module)]))
         missing = [m for m in needed if importlib.util.find_spec(m) is None]
         out[name] = f"{', '.join(missing)} not installed" if missing else None
     return out
@@ -467,9 +468,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.one:
         if args.dtype == "float64" and args.one in ("optax", "keras-jax"):
-            import jax
-
-            jax.config.update("jax_enable_x64", True)
+            importlib.import_module("jax").config.update("jax_enable_x64", True)
         for options in RUNS:
             for convention in ("spec", "torch"):
                 print(json.dumps(run_one(args.one, convention, args.dtype, args.max_examples, args.seed, options),
