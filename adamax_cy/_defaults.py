@@ -15,3 +15,7 @@ EPS: float = DEFAULTS["eps"]
 #: ``"spec"``: eps added to u in the denominator (SPEC.md, Keras, TensorFlow).
 #: ``"torch"``: eps inside the max, denominator u (PyTorch, Optax).
 CONVENTIONS = ("spec", "torch")
+
+#: Step counts are whole numbers from 1 to ``MAX_STEP - 1``: beta1**t needs t
+#: as a double (and the kernel as a C long long); far beyond any training run.
+MAX_STEP = 2**63
