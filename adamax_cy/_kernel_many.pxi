@@ -85,7 +85,7 @@ cdef Py_ssize_t run_many(object params, object grads, object ms, object us,
     # length) in one call. With ``check``, the fast checks come first and 0
     # is returned (nothing written) when one fails; returns 1 when the step
     # was done (or, without ``update``, when the checks passed).
-    cdef Py_ssize_t count = len(params), i, j, n, nbytes, nspans = 0
+    cdef Py_ssize_t count, i, j, n, nbytes, nspans = 0
     cdef int typenum
     cdef Table tables[2]
     cdef PyObject* p
@@ -99,9 +99,14 @@ cdef Py_ssize_t run_many(object params, object grads, object ms, object us,
     cdef PyObject** M
     cdef PyObject** U
     cdef char* memory
+    # While the GIL is released another thread may change the caller's lists:
+    # tuples of the arrays own a reference to each (and so to its memory)
+    # until the step is done. A tuple is its own copy.
+    params, grads, ms, us = tuple(params), tuple(grads), tuple(ms), tuple(us)
+    count = len(params)
     if len(grads) != count or len(ms) != count or len(us) != count:
         raise ValueError("the four sequences differ in length")
-    # Borrowed references: nothing in the loop below can run Python code.
+    # Borrowed references from those tuples: nothing in the loop below can run Python code.
     P = PySequence_Fast_ITEMS(params)
     G = PySequence_Fast_ITEMS(grads)
     M = PySequence_Fast_ITEMS(ms)
