@@ -24,7 +24,9 @@ def set_serial_threshold(Py_ssize_t n):
 
 
 cdef inline int resolve_threads(int num_threads) noexcept nogil:
-    return omp_get_max_threads() if num_threads <= 0 else num_threads
+    # The default (OMP_NUM_THREADS, threadpoolctl) has the cap of an explicit count.
+    cdef int n = omp_get_max_threads() if num_threads <= 0 else num_threads
+    return n if n <= THREAD_LIMIT else THREAD_LIMIT
 
 
 cdef inline Py_ssize_t block_count(Py_ssize_t n, int threads) noexcept nogil:
@@ -32,8 +34,8 @@ cdef inline Py_ssize_t block_count(Py_ssize_t n, int threads) noexcept nogil:
 
 
 def max_threads():
-    """The number of threads a call with ``num_threads=None`` uses."""
-    return omp_get_max_threads()
+    """The number of threads a call with ``num_threads=None`` uses (at most ``thread_limit``)."""
+    return resolve_threads(0)
 
 
 cdef void update_blocks(
