@@ -165,7 +165,15 @@ extensions = [
         + [("ADAMAX_CY_CFLAGS", '"' + " ".join(cflags) + '"')],
         extra_compile_args=cflags,
         extra_link_args=ldflags,
-    )
+    ),
+    # The PyTorch optimizer's table (cimports the kernel; no OpenMP of its own).
+    Extension(
+        "adamax_cy._tensor_table",
+        ["adamax_cy/_tensor_table.pyx"],
+        define_macros=define_macros,
+        extra_compile_args=cflags,
+        extra_link_args=ldflags,
+    ),
 ] + [
     Extension(
         f"adamax_cy._loops_{name}",

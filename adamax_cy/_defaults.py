@@ -18,8 +18,8 @@ EPS: float = DEFAULTS["eps"]
 #: ``"torch"``: eps inside the max, denominator u (PyTorch, Optax).
 CONVENTIONS = ("spec", "torch")
 
-#: The step count ``t`` of a call is below this: the bias correction computes
-#: ``beta1**t`` with ``t`` as a double, and no training run comes near it.
+#: Step counts are whole numbers from 1 to ``MAX_STEP - 1``: beta1**t needs t
+#: as a double (and the kernel as a C long long); far beyond any training run.
 MAX_STEP = 2**63
 
 #: The dtypes the kernel updates (native byte order only).

@@ -28,33 +28,36 @@ __all__ = ["adamax_step", "adamax_step_inplace", "adamax_step_many"]
 
 
 class Hyperparameters(NamedTuple):
-    """Checked hyperparameters, with the per-call coefficients in double."""
+    """The checked hyperparameters of one call, by the kernel's keyword names.
 
+    The kernel computes the coefficients (the step size and the rest) from
+    them, in one place.
+    """
+
+    t: int
+    lr: float
     beta1: float
     beta2: float
     eps: float
-    step_size: float  # lr / (1 - beta1**t)
     weight_decay: float
-    lr_weight_decay: float  # lr * weight_decay
-    torch_convention: bool
-    maximize: bool
     decoupled_weight_decay: bool
-    num_threads: int  # 0 means the OpenMP default
+    maximize: bool
+    convention: str
+    num_threads: int  # 0 means the library's default
 
 
 def coefficients(t: int, options: dict[str, Any], num_threads: int) -> Hyperparameters:
-    """The per-call coefficients, computed once in double precision."""
-    lr, beta1 = options["lr"], options["beta1"]
+    """The hyperparameters of one call, as the kernel takes them (checked by the caller)."""
     return Hyperparameters(
-        beta1=beta1,
+        t=t,
+        lr=options["lr"],
+        beta1=options["beta1"],
         beta2=options["beta2"],
         eps=options["eps"],
-        step_size=lr / (1.0 - beta1**t),
         weight_decay=options["weight_decay"],
-        lr_weight_decay=lr * options["weight_decay"],
-        torch_convention=options["convention"] == "torch",
-        maximize=options["maximize"],
         decoupled_weight_decay=options["decoupled_weight_decay"],
+        maximize=options["maximize"],
+        convention=options["convention"],
         num_threads=num_threads,
     )
 
@@ -63,7 +66,7 @@ def check_hyperparameters(
     t: Any, num_threads: Any = None, *options: Any, **named: Any
 ) -> Hyperparameters:
     """Validate ``t``, ``num_threads`` and the options (those of :func:`check_options`,
-    by position or by name); return the coefficients."""
+    by position or by name); return them for the kernel."""
     return coefficients(
         check_step(t), check_options(*options, **named), check_num_threads(num_threads)
     )
@@ -73,8 +76,7 @@ def run_kernel(
     flat: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], h: Hyperparameters
 ) -> None:
     """Call the compiled update on checked flat arrays."""
-    coefficients: tuple[Any, ...] = tuple(h)
-    _kernel.update(*flat, *coefficients)
+    _kernel.update(*flat, **h._asdict())
 
 
 def run_many(
@@ -82,8 +84,7 @@ def run_many(
     h: Hyperparameters,
 ) -> None:
     """Call the compiled many-array update on lists checked by :func:`check_many`."""
-    coefficients: tuple[Any, ...] = tuple(h)
-    _kernel.update_many(*flat, *coefficients)
+    _kernel.update_many(*flat, **h._asdict())
 
 
 def adamax_step_inplace(

@@ -18,8 +18,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
-from ._defaults import BETA1, BETA2, EPS, LR
-from . import _kernel
+from ._defaults import BETA1, BETA2, EPS, LR, MAX_STEP
+from . import _tensor_table
 from ._validation import check_betas, check_convention, check_num_threads, check_options
 
 __all__ = ["Adamax"]
@@ -37,7 +37,7 @@ def _scalar_dtype() -> torch.dtype:
 
 
 class _GroupPlan:
-    """A parameter group's compiled table, and its callbacks for what changed."""
+    """A parameter group's compiled table, and the Python side of what changed."""
 
     def __init__(self, group: dict[str, Any], where: str,
                  new_states: list[tuple[torch.Tensor, bool]]) -> None:
@@ -45,7 +45,24 @@ class _GroupPlan:
         self.where = where
         self.new_states = new_states  # the optimizer's record of the states a step created
         params = list(group["params"])
-        self.table = _kernel.TensorTable(params, torch.utils.dlpack.to_dlpack)
+        self.table = _tensor_table.TensorTable(params, torch.utils.dlpack.to_dlpack)
+
+    def gather(self, params: list[torch.Tensor], state_of: dict[torch.Tensor, Any]) -> int:
+        """The table's gather, with what changed checked and recorded; -1 for a new table."""
+        table = self.table
+        found = table.gather(params, state_of)
+        if found > 0 and table.stale:
+            for j in table.stale:
+                self.refresh_entry(j, params[j], state_of)
+            found = table.gather(params, state_of)
+            if table.stale:
+                raise RuntimeError(f"{self.where}: the parameters changed during the step")
+        for j in table.to_copy:
+            g = params[j].grad
+            if g is None:
+                raise RuntimeError(f"{self.where}: a gradient was removed during the step")
+            self.refresh_grad(j, params[j], g)
+        return found
 
     def refresh_entry(self, j: int, p: torch.Tensor, state_of: dict[torch.Tensor, Any]) -> None:
         """Check parameter ``j`` and its state (created if need be) and record them."""
@@ -270,7 +287,7 @@ class Adamax(torch.optim.Optimizer):
 
     def _prepare(
         self, i: int, group: dict[str, Any]
-    ) -> tuple[_kernel.TensorTable, list[torch.Tensor]] | None:
+    ) -> tuple[_tensor_table.TensorTable, list[torch.Tensor]] | None:
         """Check group ``i`` and compute its coefficients.
 
         Returns its table and the parameters the step will write (all of the
@@ -290,10 +307,10 @@ class Adamax(torch.optim.Optimizer):
         params = group["params"]
         if type(params) is not list:
             params = list(params)
-        found = plan.table.gather(params, self.state, plan.refresh_entry, plan.refresh_grad)
+        found = plan.gather(params, self.state)
         if found < 0:  # the group's parameters were changed
             plan = self._plans[i] = _GroupPlan(group, where, self._new_states)
-            found = plan.table.gather(params, self.state, plan.refresh_entry, plan.refresh_grad)
+            found = plan.gather(params, self.state)
         if found == 0:
             return None
         if plan.table.unchecked:
@@ -325,8 +342,8 @@ class Adamax(torch.optim.Optimizer):
 
 
 def _step_count(value: float, where: str) -> None:
-    """A step counter the kernel can advance: a whole number from 0 to 2**63 - 2."""
-    if not (math.isfinite(value) and value == int(value) and 0 <= value < 2**63 - 1):
+    """A step counter the kernel can advance: a whole number from 0 to MAX_STEP - 2."""
+    if not (math.isfinite(value) and value == int(value) and 0 <= value < MAX_STEP - 1):
         raise ValueError(
             f"{where}: state['step'] must be a whole number from 0 to 2**63 - 2 before a step, "
             f"got {value}"
