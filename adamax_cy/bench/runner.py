@@ -87,6 +87,8 @@ def _size(text: str) -> int:
             value = float(text)
         except ValueError:
             value = math.nan
+        if math.isinf(value):
+            raise argparse.ArgumentTypeError(f"size {text} is too large") from None
         if not (math.isfinite(value) and value.is_integer()):
             raise argparse.ArgumentTypeError(f"sizes must be whole numbers, got {text!r}") from None
         n = int(value)

@@ -213,10 +213,11 @@ def _check(args: argparse.Namespace) -> None:
     """The optimizer's own checks of ``--lr`` and ``--threads``, before any work."""
     from .. import Adamax
 
-    try:
-        Adamax([np.zeros(1, args.dtype)], lr=args.lr, num_threads=args.threads)
-    except (TypeError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
+    for option, value in (("--lr", {"lr": args.lr}), ("--threads", {"num_threads": args.threads})):
+        try:
+            Adamax([np.zeros(1, args.dtype)], **value)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"argument {option}: {exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:
