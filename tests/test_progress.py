@@ -4,13 +4,14 @@ rich; nothing but the final results when the output is redirected."""
 from __future__ import annotations
 
 import os
-import pty
 import select
 import subprocess
 import sys
 import time
 
 import pytest
+
+pty = pytest.importorskip("pty", reason="a pseudo-terminal needs a POSIX system")
 
 _SCRIPT = (
     "import sys\n"
