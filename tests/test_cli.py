@@ -340,7 +340,7 @@ def test_console_script_is_declared():
     assert scripts.get("adamax-cy") == "adamax_cy.cli:main"
 
 
-@pytest.mark.parametrize("module", ["app", "examples", "demo"])
+@pytest.mark.parametrize("module", ["app", "examples", "demo", "render"])
 def test_docstring_examples(module):
     import doctest
     import importlib

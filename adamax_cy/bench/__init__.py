@@ -10,9 +10,10 @@ bytes of a step (reads param, grad, m and u; writes param, m and u) with
 trivial arithmetic: the practical memory limit of the machine. Effective
 bandwidth counts those 7 x itemsize x n bytes for every implementation.
 
-Optional packages: ``tqdm`` (progress bar), ``matplotlib`` (``--plot``),
-``torch`` (``torch.optim.Adamax`` as a baseline); ``pip install
-"adamax_cy[bench]"`` installs the first two.
+Optional packages: ``rich`` (a progress bar; a plain line without it),
+``matplotlib`` (``--plot``), ``torch`` (``torch.optim.Adamax`` as a
+baseline); ``pip install ".[bench]"`` from a checkout installs the first two.
+Progress is shown only when standard error is a terminal.
 
 One module per job: :mod:`.baselines` (what is timed), :mod:`.timing` (the
 harness), :mod:`.targets` (the targets and their verdicts), :mod:`.report`

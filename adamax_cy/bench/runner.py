@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import os
 import platform
 import statistics
 import sys
 import time
 from dataclasses import asdict
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .. import _kernel
 from .._config import config
@@ -18,6 +18,10 @@ from .baselines import (
     ASSIGN, CY_TORCH, DTYPES, FLOOR, GRADIENTS, IMPLEMENTATIONS, TORCH, TORCH_FOREACH,
     cases, many_cases, optimizer_cases, optional_torch, state,
 )
+from ..cli.arguments import (
+    EXTRAS, Parser, UsageError, install_line, positive_float, positive_int, writable_file,
+)
+from ..cli.render import Progress, json_text
 from .report import markdown, plot, report, threshold_report
 from .targets import evaluate
 from .timing import (
@@ -34,6 +38,8 @@ SMOKE_MANY = (4, 100)
 # speed-up it should reach over the faster of torch's two implementations.
 OPTIMIZERS = ((1, 1_000_000, 3.0), (200, 1_000, 10.0))
 SMOKE_OPTIMIZERS = ((1, 1_000, 3.0), (4, 100, 10.0))
+#: Arrays of one size alive at once (param, grad, m, u and NumPy's temporaries).
+ARRAYS_PER_SIZE = 8
 
 
 def machine() -> dict[str, Any]:
@@ -63,37 +69,78 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-class _NoProgress:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def set_description(self, text: str) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int, enabled: bool, notes: list[str]) -> Any:
-    if not enabled:
-        return _NoProgress()
+def _physical_memory() -> int | None:
+    """Bytes of memory in this machine, or None where it cannot be told."""
     try:
-        from tqdm import tqdm
-    except ImportError:
-        notes.append("tqdm is not installed: no progress bar (pip install 'adamax_cy[bench]')")
-        return _NoProgress()
-    return tqdm(total=total, file=sys.stderr, unit="batch", leave=False)
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _size(text: str) -> int:
+    """One array size: a whole number >= 1 (``1e6`` is accepted), small enough
+    that the arrays of one size fit in this machine's memory."""
+    try:
+        n = int(text)
+    except ValueError:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if math.isinf(value):
+            raise argparse.ArgumentTypeError(f"size {text} is too large") from None
+        if not (math.isfinite(value) and value.is_integer()):
+            raise argparse.ArgumentTypeError(f"sizes must be whole numbers, got {text!r}") from None
+        n = int(value)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be >= 1, got {text!r}")
+    memory = _physical_memory()
+    need = ARRAYS_PER_SIZE * 8 * n
+    if memory is not None and need > memory:
+        raise argparse.ArgumentTypeError(
+            f"size {text} needs about {need / 1e9:.3g} GB; this machine has {memory / 1e9:.3g} GB")
+    return n
 
 
 def _sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(float(x)) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"sizes must be numbers separated by commas: {text!r}")
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError("sizes must be integers >= 1")
+    sizes = [_size(x.strip()) for x in text.split(",") if x.strip()]
+    if not sizes:
+        raise argparse.ArgumentTypeError(f"expected sizes separated by commas, got {text!r}")
     return sizes
 
+
+def _names(kind: str, allowed: Sequence[str]) -> Callable[[str], list[str]]:
+    """An argparse type: names separated by commas, each one of ``allowed``."""
+
+    def parse(text: str) -> list[str]:
+        names = [x.strip() for x in text.split(",") if x.strip()]
+        for name in names:
+            if name not in allowed:
+                raise argparse.ArgumentTypeError(
+                    f"unknown {kind} {name!r}: choose from {', '.join(allowed)}")
+        if not names:
+            raise argparse.ArgumentTypeError(f"expected {kind}s separated by commas, got {text!r}")
+        return names
+
+    return parse
+
+
+def _json_path(text: str) -> str:
+    return text if text == "-" else writable_file(text)
+
+
+def _check_plot(path: str) -> None:
+    """matplotlib is installed and writes ``path``'s format: checked before any work."""
+    try:
+        import matplotlib  # noqa: F401  (first: its submodules may be loaded already)
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise UsageError(f"--plot needs matplotlib: {install_line(EXTRAS['matplotlib'])}") from None
+    formats = Figure().canvas.get_supported_filetypes()
+    suffix = os.path.splitext(path)[1].lstrip(".").lower()
+    if suffix not in formats:
+        raise UsageError(f"--plot: matplotlib cannot write {path!r}; name a file ending in one of "
+                         + ", ".join(f".{f}" for f in sorted(formats)))
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -105,13 +152,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                       help="a few seconds, tiny sizes: checks that everything runs")
     parser.add_argument("--sizes", type=_sizes, metavar="N,N,...",
                         help=f"array sizes (default {','.join(map(str, SIZES))})")
-    parser.add_argument("--dtypes", default=",".join(DTYPES), metavar="DTYPE,...",
-                        help="float32, float64 or both (default both)")
-    parser.add_argument("--batches", type=int, metavar="K",
+    parser.add_argument("--dtypes", type=_names("dtype", DTYPES), default=",".join(DTYPES),
+                        metavar="DTYPE,...", help="float32, float64 or both (default both)")
+    parser.add_argument("--batches", type=positive_int, metavar="K",
                         help="batches per implementation and size; medians are over them")
-    parser.add_argument("--batch-time", type=float, metavar="SECONDS",
+    parser.add_argument("--batch-time", type=positive_float, metavar="SECONDS",
                         help="approximate duration of one batch")
-    parser.add_argument("--only", metavar="NAME,...",
+    parser.add_argument("--only", type=_names("implementation", IMPLEMENTATIONS), metavar="NAME,...",
                         help="implementations to time (default all): " + ", ".join(
                             IMPLEMENTATIONS))
     parser.add_argument("--threshold", action="store_true",
@@ -121,13 +168,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="skip the many-arrays comparison")
     parser.add_argument("--no-optimizers", action="store_true",
                         help="skip adamax_cy.torch.Adamax against torch.optim.Adamax")
-    parser.add_argument("--json", metavar="PATH",
+    parser.add_argument("--json", type=_json_path, metavar="PATH",
                         help="write the results as JSON to PATH ('-' for standard output)")
-    parser.add_argument("--markdown", metavar="PATH",
+    parser.add_argument("--markdown", type=writable_file, metavar="PATH",
                         help="write the results as Markdown tables to PATH")
-    parser.add_argument("--plot", metavar="PATH",
+    parser.add_argument("--plot", type=writable_file, metavar="PATH",
                         help="plot GB/s against size per implementation (needs matplotlib)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress (shown only when standard error is a terminal)")
 
 
 def settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -143,20 +191,10 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
     else:
         sizes, batches, batch_time, many = SIZES, 9, 0.05, MANY
         optimizers = OPTIMIZERS
-    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
-    for d in dtypes:
-        if d not in DTYPES:
-            raise SystemExit(f"unknown dtype {d!r}: choose from {', '.join(DTYPES)}")
-    only = list(IMPLEMENTATIONS)
-    if args.only:
-        only = [x.strip() for x in args.only.split(",") if x.strip()]
-        for x in only:
-            if x not in IMPLEMENTATIONS:
-                raise SystemExit(f"unknown implementation {x!r}: choose from "
-                                 + ", ".join(IMPLEMENTATIONS))
+    only = list(args.only or IMPLEMENTATIONS)
     return {
         "sizes": list(args.sizes or sizes),
-        "dtypes": dtypes,
+        "dtypes": list(args.dtypes),
         "batches": args.batches or batches,
         "batch_seconds": args.batch_time or batch_time,
         "implementations": only,
@@ -171,14 +209,13 @@ def benchmark(s: dict[str, Any], progress_bar: bool = True) -> dict[str, Any]:
     notes: list[str] = []
     started = time.perf_counter()
     rounds = len(s["sizes"]) + (1 if s["many"] else 0) + len(s["optimizers"]) * len(GRADIENTS)
-    progress = _progress(s["batches"] * rounds * len(s["dtypes"]), progress_bar, notes)
     timings: list[Timing] = []
     many: list[dict[str, Any]] = []
     optimizers: list[dict[str, Any]] = []
-    try:
+    with Progress(s["batches"] * rounds * len(s["dtypes"]), "benchmark", progress_bar) as progress:
         for dtype in s["dtypes"]:
             for n in s["sizes"]:
-                progress.set_description(f"{dtype} n={n}")
+                progress.describe(f"{dtype} n={n}")
                 arrays = state(n, dtype)
                 named = [(c.name, c.timer()) for c in cases(arrays, s["implementations"], notes)]
                 samples = time_interleaved(named, s["batches"], s["batch_seconds"], progress)
@@ -188,7 +225,7 @@ def benchmark(s: dict[str, Any], progress_bar: bool = True) -> dict[str, Any]:
                 del arrays, named
             if s["many"]:
                 arrays_, elements = s["many"]
-                progress.set_description(f"{dtype} many {arrays_} x {elements}")
+                progress.describe(f"{dtype} many {arrays_} x {elements}")
                 named = many_cases(dtype, arrays_, elements)
                 samples = time_interleaved(named, s["batches"], s["batch_seconds"], progress)
                 medians = [statistics.median(samples[name][0]) for name, _ in named]
@@ -199,10 +236,10 @@ def benchmark(s: dict[str, Any], progress_bar: bool = True) -> dict[str, Any]:
                 })
             for tensors, elements, target in s["optimizers"]:
                 for gradients in GRADIENTS:
-                    progress.set_description(f"{dtype} optimizers {tensors} x {elements}")
+                    progress.describe(f"{dtype} optimizers {tensors} x {elements}")
                     named = optimizer_cases(dtype, tensors, elements, gradients, notes)
                     if not named:
-                        progress.update(s["batches"])
+                        progress.advance(s["batches"])
                         continue
                     samples = time_interleaved(named, s["batches"], s["batch_seconds"], progress)
                     median = {name: statistics.median(samples[name][0]) for name, _ in named}
@@ -218,8 +255,6 @@ def benchmark(s: dict[str, Any], progress_bar: bool = True) -> dict[str, Any]:
                         "assignments_s": assign,
                         "floor_pct": None if floor_s is None else 100 * floor_s / median[CY_TORCH],
                     })
-    finally:
-        progress.close()
     allocations = {f"{d} n={n}": allocation_per_step(n, d)
                    for d in s["dtypes"] for n in (1, max(s["sizes"]))}
     info = machine()
@@ -240,45 +275,44 @@ def benchmark(s: dict[str, Any], progress_bar: bool = True) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark with parsed options; 0 on success."""
     s = settings(args)
+    if args.plot and not args.threshold:
+        _check_plot(args.plot)
     to_stdout = args.json == "-"
     out = sys.stderr if to_stdout else sys.stdout
     if args.threshold:
-        progress = _progress(len(THRESHOLD_SIZES) * len(s["dtypes"]) * s["batches"],
-                             not args.no_progress, [])
-        try:
+        total = len(THRESHOLD_SIZES) * len(s["dtypes"]) * s["batches"]
+        with Progress(total, "threshold", not args.no_progress) as progress:
             results = {"machine": machine(), "serial_threshold": _kernel.serial_threshold,
                        "threshold": measure_threshold(s["dtypes"], s["batches"],
                                                       s["batch_seconds"] / 5, progress)}
-        finally:
-            progress.close()
         threshold_report(results, out)
     else:
         results = benchmark(s, progress_bar=not args.no_progress)
         report(results, file=out)
     if args.json:
-        text = json.dumps(results, indent=2)
+        text = json_text(results)
         if to_stdout:
             print(text)
         else:
-            with open(args.json, "w") as f:
+            with open(args.json, "w", encoding="utf-8") as f:
                 f.write(text + "\n")
     if args.markdown and not args.threshold:
-        with open(args.markdown, "w") as f:
+        with open(args.markdown, "w", encoding="utf-8") as f:
             f.write(markdown(results))
     if args.plot and not args.threshold:
-        try:
-            plot(results, args.plot)
-        except ImportError:
-            print("--plot needs matplotlib: pip install 'adamax_cy[bench]'", file=sys.stderr)
-            return 1
+        plot(results, args.plot)
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m adamax_cy.bench``."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m adamax_cy.bench",
         description="Time the Adamax step against NumPy, torch and the memory floor.",
     )
     configure_parser(parser)
-    return run(parser.parse_args(argv))
+    try:
+        return run(parser.parse_args(argv))
+    except UsageError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2

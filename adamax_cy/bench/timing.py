@@ -70,7 +70,7 @@ def time_interleaved(
     for _ in range(batches):
         for name, timer in named_timers:
             samples[name].append(timer.timeit(numbers[name]) / numbers[name])
-        progress.update(1)
+        progress.advance()
     return {name: (samples[name], numbers[name]) for name, _ in named_timers}
 
 
@@ -120,7 +120,7 @@ def measure_threshold(dtypes: Sequence[str], batches: int, batch_seconds: float,
         for dtype in dtypes:
             rows = []
             for n in THRESHOLD_SIZES:
-                progress.set_description(f"threshold {dtype} n={n}")
+                progress.describe(f"threshold {dtype} n={n}")
                 p, g, m, u = state(n, dtype)
                 ns = {"step": adamax_step_inplace, "p": p, "g": g, "m": m, "u": u, "t": STEP}
                 named = [("one", timeit.Timer("step(p, g, m, u, t, num_threads=1)", globals=ns)),

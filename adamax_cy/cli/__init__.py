@@ -10,10 +10,12 @@ with :class:`adamax_cy.Adamax`. Commands, one module each:
 ``bench``     the benchmark (from :mod:`adamax_cy.bench`)
 ``conform``   conformance of anyone's Adamax to the specification
 
-:mod:`.app` holds the parser and :func:`main`; :mod:`.render` the output.
-Tables and the progress bar use `rich <https://rich.readthedocs.io>`_ when it
-is installed (``pip install "adamax_cy[cli]"``) and plain text otherwise.
-Nothing here is imported by ``import adamax_cy``.
+:mod:`.app` holds the parser and :func:`main`; :mod:`.render` the output;
+:mod:`.arguments` what the commands share about their arguments. Tables and
+progress use `rich <https://rich.readthedocs.io>`_ when it is installed
+(``pip install ".[cli]"`` from a checkout) and plain text otherwise. Every
+refusal is one line on standard error and exit status 2. Nothing here is
+imported by ``import adamax_cy``.
 """
 
 from .app import main

@@ -6,10 +6,11 @@ import argparse
 import importlib
 import os
 import sys
-from typing import Any, Callable, NoReturn, Sequence
+from typing import Any, Callable, Sequence
 
 from .._version import __version__
 from . import demo, examples, info
+from .arguments import EXTRAS, Parser, UsageError, install_line
 
 #: Commands of this package, imported with it: name -> module. Each module
 #: provides ``HELP``, ``configure_parser(parser)`` and ``run(args) -> int``.
@@ -53,8 +54,10 @@ def load_plugin(command: str) -> Any:
         except ModuleNotFoundError as exc:
             if exc.name == name:
                 continue  # not in this installation; try the next candidate
+            missing = (exc.name or "").partition(".")[0]
+            hint = f": {install_line(EXTRAS[missing])}" if missing in EXTRAS else ""
             raise CommandUnavailable(
-                f"the '{command}' command needs {exc.name!r}, which is not installed"
+                f"the '{command}' command needs {exc.name!r}, which is not installed{hint}"
             ) from None
         except ImportError as exc:
             raise CommandUnavailable(f"the '{command}' command cannot be loaded: {exc}") from None
@@ -65,16 +68,9 @@ def load_plugin(command: str) -> Any:
     raise CommandUnavailable(f"the '{command}' command is not available in this version of adamax_cy")
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, with errors as a single line (no usage dump)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def build_parser(command: str | None = None, prog: str = "adamax-cy") -> argparse.ArgumentParser:
     """The argument parser; the module of ``command`` is imported if it is a plugin."""
-    parser = _Parser(
+    parser = Parser(
         prog=prog,
         description=(
             "The Adamax optimizer step, compiled with Cython. Without a command: the "
@@ -118,8 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        0 on success; 1 when a check fails (a worked example disagrees);
-        2 for bad arguments or a command that is not installed.
+        0 on success; 1 when a check fails (a worked example disagrees) or
+        the output cannot be written; 2 for a refused argument or a command
+        that is not installed, with one line on standard error.
 
     Examples
     --------
@@ -139,9 +136,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         func: Callable[[argparse.Namespace], int] = args.func
-        return int(func(args))
+        status = int(func(args))
+        sys.stdout.flush()  # a write that fails (a full disk) fails here, not at exit
+        return status
     except SystemExit as exc:  # argparse: --help, --version and bad arguments
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(f"{prog}: error: {exc.code}", file=sys.stderr)
+        return 2
+    except UsageError as exc:
+        where = f"{prog} {command}" if command else prog
+        print(f"{where}: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
@@ -151,6 +157,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         # The reader went away (``adamax-cy info | head``): silence the
         # interpreter's final flush of stdout, as the Python docs advise.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _silence_stdout()
         return 1
+    except OSError as exc:  # e.g. standard output on a full disk
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        _silence_stdout()
+        return 1
+
+
+def _silence_stdout() -> None:
+    """Send what is left in standard output's buffer nowhere, so that the
+    interpreter's final flush cannot fail again."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (a test's capture)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)

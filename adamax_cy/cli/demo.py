@@ -12,8 +12,8 @@ import numpy as np
 
 from .. import _config
 from .._defaults import LR
-from .argtypes import DTYPES, non_negative_int, positive_float, positive_int
-from .render import Progress, emit_json, print_table
+from .arguments import DTYPES, UsageError, non_negative_int, positive_float, positive_int
+from .render import JSON_HELP, Progress, emit_json, print_table
 
 
 @dataclass
@@ -46,7 +46,15 @@ class SoftmaxRegression:
         return self.weights.size + self.bias.size
 
     def loss_and_grads(self) -> tuple[float, float, list[np.ndarray]]:
-        """Mean cross-entropy, accuracy and the gradients of the parameters."""
+        """Mean cross-entropy, accuracy and the gradients of the parameters.
+
+        A run that diverges (a huge learning rate) gives a NaN loss, reported
+        as such; NumPy's warnings about it would only repeat that.
+        """
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            return self._loss_and_grads()
+
+    def _loss_and_grads(self) -> tuple[float, float, list[np.ndarray]]:
         n = len(self.labels)
         rows = np.arange(n)
         logits = self.x @ self.weights + self.bias
@@ -94,7 +102,7 @@ def run_demo(
     samples : int
         Number of generated samples.
     progress : bool
-        Show a progress bar (on a terminal, with rich installed).
+        Show progress on standard error when it is a terminal.
 
     Returns
     -------
@@ -123,7 +131,7 @@ def run_demo(
             tick = time.perf_counter()
             optimizer.step(grads)
             optimizer_seconds += time.perf_counter() - tick
-            bar.advance(loss)
+            bar.advance(status=f"loss {loss:.4f}")
     seconds = time.perf_counter() - start
     final_loss, final_accuracy, _ = model.loss_and_grads()
     info = _config.config()
@@ -198,11 +206,23 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="threads for the optimizer step (default: the OpenMP default)")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default: 0)")
     parser.add_argument("--lr", type=positive_float, default=LR, help=f"learning rate (default: {LR})")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument("--json", action="store_true", help=JSON_HELP)
+
+
+def _check(args: argparse.Namespace) -> None:
+    """The optimizer's own checks of ``--lr`` and ``--threads``, before any work."""
+    from .. import Adamax
+
+    for option, value in (("--lr", {"lr": args.lr}), ("--threads", {"num_threads": args.threads})):
+        try:
+            Adamax([np.zeros(1, args.dtype)], **value)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"argument {option}: {exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the ``demo`` command; 0 when the loss stays finite."""
+    _check(args)
     summary = run_demo(
         size=args.size,
         steps=args.steps,
@@ -211,7 +231,6 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         lr=args.lr,
         samples=args.samples,
-        progress=not args.json,
     )
     if args.json:
         emit_json(summary)

@@ -12,8 +12,8 @@ import numpy as np
 from .._defaults import BETA1, BETA2, CONVENTIONS, EPS, LR
 from ..api import adamax_step
 from ..reference import WORKED_EXAMPLES, Trace, WorkedExample, adamax_trace
-from .argtypes import DTYPES
-from .render import emit_json, print_table
+from .arguments import DTYPES
+from .render import JSON_HELP, emit_json, print_table
 
 
 @dataclass(frozen=True)
@@ -253,7 +253,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="where eps goes: 'spec' (Keras) or 'torch' (PyTorch) (default: spec)")
     parser.add_argument("--dtype", choices=DTYPES, default="float64",
                         help="arithmetic of the kernel and the reference (default: float64)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument("--json", action="store_true", help=JSON_HELP)
 
 
 def run(args: argparse.Namespace) -> int:

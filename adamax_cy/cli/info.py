@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .. import _config
-from .render import emit_json, print_table
+from .render import JSON_HELP, emit_json, print_table
 
 HELP = "the build: version, OpenMP, threads, compiler flags"
 
@@ -13,7 +13,7 @@ HELP = "the build: version, OpenMP, threads, compiler flags"
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the ``info`` command's arguments to ``parser``."""
     parser.description = "Show how this copy of adamax_cy was built and what it will use at run time."
-    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument("--json", action="store_true", help=JSON_HELP)
 
 
 def run(args: argparse.Namespace) -> int:
