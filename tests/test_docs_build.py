@@ -100,6 +100,9 @@ def test_api_reference_is_complete_without_torch_or_pytest(built: Path) -> None:
     for name in ("adamax_cy.torch.Adamax", "adamax_cy.torch.Adamax.step", "adamax_cy.testing.adamax_conformance",
                  "adamax_cy.testing.check_conformance", "adamax_cy.adamax_step"):
         assert f'id="{name}"' in page, name
+    # The constructor's signature, not the mock's (*args, **kwargs).
+    torch_adamax = page[page.index('id="adamax_cy.torch.Adamax"'):][:3000]
+    assert "lr" in torch_adamax.partition("</dt>")[0] and "args" not in torch_adamax.partition("</dt>")[0]
     assert "_kernel" not in page
     private = re.findall(r'id="(adamax_cy\.(?:\w+\.)*_[a-z]\w*)"', page)
     assert private == []

@@ -313,3 +313,49 @@ def test_a_float64_keras_model_steps_with_the_float32_learning_rate() -> None:
     # Within the contract of the float32-held learning rate, and 5e-8 away from 0.001.
     assert result["ulps_to_float32_lr"] <= 8
     assert 4e-8 <= result["relative_to_double_lr"] <= 6e-8
+
+
+# --------------------------------------------------------------------------
+# PyTorch: where its lerp parts ways with the spec beyond any ulp bound
+
+
+@needs_torch
+def test_torch_carries_a_small_beta1_only_to_about_ulp1_over_beta1() -> None:
+    """beta1 = 1e-5 in float32: m off by about 0.1 % (the docs' example)."""
+    import torch
+
+    from adamax_cy import reference
+
+    beta1 = 1e-5
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.Adamax([p], betas=(beta1, 0.999))
+    p.grad = torch.zeros(1)
+    opt.step()  # creates the state; m stays 0
+    opt.state[p]["exp_avg"].fill_(1.0)
+    opt.step()  # m = beta1 * 1 + (1 - beta1) * 0
+    theirs = float(opt.state[p]["exp_avg"][0])
+    expected = reference.adamax_step(0.0, 0.0, 1.0, 0.0, 2, beta1=beta1, convention="torch", arithmetic="float32")[1]
+    ours = adamax_cy.adamax_step(np.zeros(1, np.float32), np.zeros(1, np.float32), np.ones(1, np.float32),
+                                 np.zeros(1, np.float32), 2, beta1=beta1, convention="torch")[1][0]
+    assert float(ours) == expected
+    relative = abs(theirs - expected) / expected
+    ulp1 = float(np.finfo(np.float32).eps)
+    assert 5e-4 <= relative <= ulp1 / beta1  # "0.1 %", and within ulp(1)/β1
+
+
+@needs_torch
+def test_torch_turns_m_to_nan_after_an_infinite_gradient_where_the_spec_keeps_inf() -> None:
+    import torch
+
+    p = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
+    opt = torch.optim.Adamax([p])
+    for g in (math.inf, 1.0):
+        p.grad = torch.full((1,), g, dtype=torch.float64)
+        opt.step()
+    assert math.isnan(float(opt.state[p]["exp_avg"][0]))
+
+    m = u = 0.0
+    theta = 0.0
+    for t, g in enumerate((math.inf, 1.0), 1):
+        theta, m, u = adamax_cy.adamax_step(theta, g, m, u, t, convention="torch")
+    assert m == math.inf

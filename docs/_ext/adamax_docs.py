@@ -559,6 +559,19 @@ def examples_of_mocked_modules_as_code(app, what, name, obj, options, lines) -> 
     lines[:] = out
 
 
+def signature_of_a_class_on_a_mock(app, what, name, obj, options, signature, return_annotation):
+    """The constructor's own signature for a class whose base is mocked.
+
+    A mocked base (``torch.optim.Optimizer`` where torch is not installed)
+    brings a ``__new__(*args, **kwargs)`` that autodoc would show instead.
+    """
+    if what != "class" or signature != "(*args, **kwargs)" or "__init__" not in vars(obj):
+        return None
+    own = inspect.signature(obj.__init__)
+    parameters = [p.replace(annotation=inspect.Parameter.empty) for p in list(own.parameters.values())[1:]]
+    return str(own.replace(parameters=parameters, return_annotation=inspect.Signature.empty)), None
+
+
 #: Modules whose examples need a package that ``autodoc_mock_imports`` may mock.
 _NEEDS = {"adamax_cy.torch": "torch"}
 
@@ -573,4 +586,5 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("optional-include", OptionalIncludeDirective)
     # After numpydoc (priority 500), which leaves the examples' lines as they are.
     app.connect("autodoc-process-docstring", examples_of_mocked_modules_as_code, priority=600)
+    app.connect("autodoc-process-signature", signature_of_a_class_on_a_mock)
     return {"version": adamax_cy.__version__, "parallel_read_safe": True, "parallel_write_safe": True}
