@@ -38,16 +38,20 @@ def test_a_correct_implementation_conforms(capsys: pytest.CaptureFixture[str], c
     assert status == 0, out + err
     assert "verdict: CONFORMS" in out
     assert "60 generated case(s)" in out
+    assert "test vectors: 134 passed" in out  # every vector of the dtype and convention, options included
 
 
+@pytest.mark.parametrize("stage", ["test vector", "formula"])
 @pytest.mark.parametrize("bug, formula", [("m", "m"), ("u", "u"), ("theta", "θ"), ("late-bias", "θ")])
 def test_a_wrong_implementation_is_rejected_naming_the_formula(
-    capsys: pytest.CaptureFixture[str], bug: str, formula: str
+    capsys: pytest.CaptureFixture[str], bug: str, formula: str, stage: str
 ) -> None:
-    status, out, err = conform(capsys, "--dtype", "float32", "--max-examples", "100", bug=bug)
+    """Caught by the test vectors first; with --no-vectors, by the generated cases."""
+    extra = ["--no-vectors"] if stage == "formula" else []
+    status, out, err = conform(capsys, "--dtype", "float32", "--max-examples", "100", *extra, bug=bug)
     assert status == 1, out + err
     assert "verdict: DOES NOT CONFORM" in out
-    assert f"first wrong output: {formula}  (formula" in out
+    assert f"first wrong output: {formula}  ({stage}" in out
     # The replay line reproduces the wrong output, out of process and by hand.
     line = out.split("replay the failing step: echo ", 1)[1].split(" | node ", 1)[0]
     message = json.loads(shlex.split(line)[0])
@@ -63,17 +67,19 @@ def test_a_wrong_implementation_is_rejected_naming_the_formula(
     assert answer[name][0] != expected
 
 
-def test_json_report_carries_the_replay(capsys: pytest.CaptureFixture[str]) -> None:
-    status, out, _ = conform(capsys, "--max-examples", "20", "--json", bug="u")
+@pytest.mark.parametrize("no_vectors", [False, True])
+def test_json_report_carries_the_replay(capsys: pytest.CaptureFixture[str], no_vectors: bool) -> None:
+    extra = ["--no-vectors"] if no_vectors else []
+    status, out, _ = conform(capsys, "--max-examples", "20", "--json", *extra, bug="u")
     report = json.loads(out)
     assert status == 1 and report["conforms"] is False
     assert report["mismatch"]["formula"] == "u"
-    assert json.loads(report["replay"])["id"] == "replay"
+    assert json.loads(report["replay"])["id"] == ("replay" if no_vectors else "worked-example-1-float64-spec")
 
 
 @pytest.mark.parametrize("bug, message", [
     ("json", "is not JSON"),
-    ("id", "has id 'x1'"),
+    ("id", "has id 'xworked-example-1-float64-spec'"),
     ("length", "gives u as 2 values, expected a list of 1"),
     ("exit", "the process exited with status 3"),
     ("hang", "no answer within 1 s"),
