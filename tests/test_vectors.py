@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import random
@@ -102,6 +103,11 @@ def test_the_document_is_deterministic_and_round_trips(tmp_path: Path, document:
     bad.write_text(json.dumps({**document, "version": 99}))
     with pytest.raises(ValueError, match="version"):
         _vectors.load(bad)
+
+
+def test_the_command_writes_to_stdout(capsys: pytest.CaptureFixture[str], document: dict) -> None:
+    assert _vectors.main(["--out", "-"]) == 0
+    assert _vectors.load(io.StringIO(capsys.readouterr().out)) == document
 
 
 def test_special_inputs_are_written_as_specials(document: dict) -> None:
