@@ -248,30 +248,13 @@ def check_vectors(implementation: ExecImplementation,
     """
     if getattr(args, "option", None) or getattr(args, "no_vectors", False):
         return 0, None
-    vary = set(getattr(args, "vary", []) or [])
-    count = 0
-    for v in _vectors.generate()["vectors"]:
-        if v["dtype"] != args.dtype or v["convention"] != args.convention:
-            continue
-        if (float.fromhex(v["weight_decay"]) != 0 and "weight_decay" not in vary) or (
-                v["decoupled_weight_decay"] and "decoupled_weight_decay" not in vary) or (
-                v["maximize"] and "maximize" not in vary):
-            continue
-        values = [x for k in ("param", "grad", "m", "u") for x in v[k]]
-        values += [x for seq in v["expected"].values() for x in seq]
-        if getattr(args, "finite_only", False) and any(x in ("inf", "-inf", "nan") for x in values):
-            continue
-        message = {k: v[k] for k in _vectors.INPUT_FIELDS}
-        answer = implementation.exchange(message)
-        with np.errstate(over="ignore"):
-            result = {k: np.asarray(answer[k], dtype=args.dtype).tolist() for k in ("param", "m", "u")}
-        count += 1
-        wrong = _vectors.check_results(v, result)
-        if wrong is not None:
-            formula, _, detail = wrong.partition(": ")
-            return count, {"formula": formula, "vector": v["id"], "why": v["why"], "detail": detail,
-                           "replay": json.dumps(message)}
-    return count, None
+    vectors = _vectors.applicable(_vectors.generate(), args.dtype, args.convention,
+                                  getattr(args, "vary", []) or [], not getattr(args, "finite_only", False))
+    count, wrong = _vectors.run_on(implementation, vectors)
+    if wrong is not None:
+        v = next(v for v in vectors if v["id"] == wrong["vector"])
+        wrong["replay"] = json.dumps({k: v[k] for k in _vectors.INPUT_FIELDS})
+    return count, wrong
 
 
 def replay(mismatch: Any, convention: str) -> Optional[str]:

@@ -79,7 +79,7 @@ def test_json_report_carries_the_replay(capsys: pytest.CaptureFixture[str], no_v
 
 @pytest.mark.parametrize("bug, message", [
     ("json", "is not JSON"),
-    ("id", "has id 'xworked-example-1-float64-spec'"),
+    ("id", "has id 'x1'"),
     ("length", "gives u as 2 values, expected a list of 1"),
     ("exit", "the process exited with status 3"),
     ("hang", "no answer within 1 s"),
