@@ -110,3 +110,48 @@ def test_the_command_is_split_like_a_shell_and_not_run_by_one(tmp_path: Path) ->
                                                                      "eps": 1e-8}, *([[1.0]] * 4))
         assert impl.exchange(message)["id"] == "1"
     assert not marker.exists()
+
+
+# ---------------------------------------------------------------- in C
+
+C_SOURCE = Path(__file__).parent / "consumers" / "adamax_vectors.c"
+
+
+@pytest.fixture(scope="module")
+def c_programs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    out = {}
+    for bug in (0, 1, 2, 3):
+        exe = tmp_path_factory.mktemp("c") / f"adamax_{bug}"
+        subprocess.run(["gcc", "-std=c99", "-O2", "-ffp-contract=off", f"-DBUG={bug}", "-o", str(exe),
+                        str(C_SOURCE), "-lm"], check=True, timeout=120)
+        out[bug] = exe
+    return out
+
+
+@pytest.mark.parametrize("convention", ["spec", "torch"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_correct_c_implementation_conforms(capsys: pytest.CaptureFixture[str], c_programs: dict[int, Path],
+                                             convention: str, dtype: str) -> None:
+    status = _exec_protocol.main(["--exec", f"{shlex.quote(str(c_programs[0]))} --exec", "--seed", "4",
+                                  "--timeout", "60", "--convention", convention, "--dtype", dtype,
+                                  "--max-examples", "60", "--vary", "weight_decay",
+                                  "--vary", "decoupled_weight_decay", "--vary", "maximize"])
+    out, err = capsys.readouterr()
+    assert status == 0, out + err
+    assert "verdict: CONFORMS" in out and "test vectors: 134 passed" in out
+
+
+@pytest.mark.parametrize("stage", ["test vector", "formula"])
+@pytest.mark.parametrize("bug, formula", [(1, "m"), (2, "u"), (3, "θ")])
+def test_a_wrong_c_implementation_is_rejected_naming_the_formula(
+    capsys: pytest.CaptureFixture[str], c_programs: dict[int, Path], bug: int, formula: str, stage: str
+) -> None:
+    extra = ["--no-vectors"] if stage == "formula" else []
+    status = _exec_protocol.main(["--exec", f"{shlex.quote(str(c_programs[bug]))} --exec", "--seed", "4",
+                                  "--timeout", "60", "--convention", "spec", "--dtype", "float32",
+                                  "--max-examples", "100", *extra])
+    out, err = capsys.readouterr()
+    assert status == 1, out + err
+    assert f"first wrong output: {formula}  ({stage}" in out

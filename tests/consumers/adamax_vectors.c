@@ -3,10 +3,12 @@
  *
  *   gcc -O2 -ffp-contract=off -o adamax_vectors adamax_vectors.c -lm
  *   ./adamax_vectors vectors.json        # exit 0: all conform, 1: some do not
+ *   ./adamax_vectors --exec              # the line protocol of `adamax-cy conform --exec`
  *
  * Build with -DBUG=1 (m), -DBUG=2 (u) or -DBUG=3 (θ) for a deliberately wrong
  * step, to see the vectors catch it. The JSON reader is the smallest that
  * reads the document: objects, arrays, strings, numbers and literals. */
+#define _POSIX_C_SOURCE 200809L /* getline */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,8 +94,40 @@ static int same(double a, double b) {
     return a == b && signbit(a) == signbit(b);
 }
 
+/* One JSON case per line on stdin, one JSON answer per line on stdout. */
+static void print_list(const char *name, int n, const double *x) {
+    printf("\"%s\":[", name);
+    for (int i = 0; i < n; i++) printf(isnan(x[i]) ? "%s\"nan\"" : "%s\"%a\"", i ? "," : "", x[i]);
+    printf("]");
+}
+static int serve(void) {
+    char *line = NULL; size_t cap = 0;
+    while (getline(&line, &cap, stdin) > 0) {
+        p = line;
+        J *v = value();
+        int n = get(v, "param")->n;
+        double *in[4], *out[3];
+        const char *inputs[4] = {"param", "grad", "m", "u"};
+        for (int a = 0; a < 4; a++) {
+            in[a] = malloc(n * sizeof(double));
+            for (int i = 0; i < n; i++) in[a][i] = num(get(v, inputs[a])->items[i]);
+        }
+        for (int a = 0; a < 3; a++) out[a] = malloc(n * sizeof(double));
+        (!strcmp(get(v, "dtype")->str, "float32") ? step_float32 : step_float64)(n, in[0], in[1], in[2], in[3],
+            (long long)num(get(v, "t")), num(get(v, "lr")), num(get(v, "beta1")), num(get(v, "beta2")),
+            num(get(v, "eps")), num(get(v, "weight_decay")), (int)num(get(v, "decoupled_weight_decay")),
+            (int)num(get(v, "maximize")), !strcmp(get(v, "convention")->str, "torch"), out[0], out[1], out[2]);
+        printf("{\"id\":\"%s\",", get(v, "id")->str);
+        print_list("param", n, out[0]); printf(","); print_list("m", n, out[1]); printf(",");
+        print_list("u", n, out[2]); printf("}\n");
+        fflush(stdout);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
-    if (argc != 2) { fprintf(stderr, "usage: %s vectors.json\n", argv[0]); return 2; }
+    if (argc == 2 && !strcmp(argv[1], "--exec")) return serve();
+    if (argc != 2) { fprintf(stderr, "usage: %s vectors.json | --exec\n", argv[0]); return 2; }
     FILE *f = fopen(argv[1], "rb"); if (!f) { perror(argv[1]); return 2; }
     fseek(f, 0, SEEK_END); long size = ftell(f); rewind(f);
     char *text = malloc(size + 1); text[fread(text, 1, size, f)] = 0; fclose(f);
