@@ -16,8 +16,10 @@ decimal JSON numbers. Hyperparameters are doubles: the implementation rounds
 them to the dtype itself, and computes ``1 - beta1``, ``lr * weight_decay``
 and ``1 - beta1**t`` in double before rounding them (the arithmetic contract).
 
-The verdicts are those of :func:`adamax_cy.testing.check_conformance` on the
-answers: exit 0 when the implementation conforms, 1 when it does not (naming
+The test vectors of the chosen dtype and convention run first (see
+:mod:`adamax_cy._vectors`), then the harness's worked examples, edge cases
+and generated cases. The verdicts are those of
+:func:`adamax_cy.testing.check_conformance` on the answers: exit 0 when the implementation conforms, 1 when it does not (naming
 the first wrong formula and the request to replay), 2 for a protocol error
 (an answer that is not JSON, a wrong id, a list of the wrong length, the
 process exited or did not answer within the timeout).
@@ -39,7 +41,7 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
-from . import testing
+from . import _vectors, testing
 
 __all__ = ["ExecImplementation", "ProtocolError", "configure_parser", "main", "request", "run"]
 
@@ -231,6 +233,30 @@ class ExecImplementation(testing.Adapter):
             yield param, m, u
 
 
+def check_vectors(implementation: ExecImplementation,
+                  args: argparse.Namespace) -> tuple[int, Optional[dict[str, str]]]:
+    """Run the test vectors that apply to these options; (vectors run, the first failure or None).
+
+    The test vectors put every step number and the bias-correction window in
+    front of the implementation deterministically, where generated cases
+    reach them only by chance.
+
+    Vectors of the chosen dtype and convention, with the options the run
+    varies, and finite ones only with ``--finite-only``. None run when an
+    option is held fixed (``--option``; the vectors use their own values) or
+    with ``--no-vectors``.
+    """
+    if getattr(args, "option", None) or getattr(args, "no_vectors", False):
+        return 0, None
+    vectors = _vectors.applicable(_vectors.generate(), args.dtype, args.convention,
+                                  getattr(args, "vary", []) or [], not getattr(args, "finite_only", False))
+    count, wrong = _vectors.run_on(implementation, vectors)
+    if wrong is not None:
+        v = next(v for v in vectors if v["id"] == wrong["vector"])
+        wrong["replay"] = json.dumps({k: v[k] for k in _vectors.INPUT_FIELDS})
+    return count, wrong
+
+
 def replay(mismatch: Any, convention: str) -> Optional[str]:
     """The request line that reproduces a mismatch's failing step."""
     if mismatch is None or mismatch.start is None or mismatch.grad is None:
@@ -272,6 +298,8 @@ def configure_parser(parser: argparse.ArgumentParser, *, conform_options: bool =
                         help="check a program in any language speaking the line protocol (see the docs)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                         help="seconds to wait for each answer of --exec (default %(default)s)")
+    parser.add_argument("--no-vectors", action="store_true",
+                        help="with --exec, skip the test vectors that run before the generated cases")
     if not conform_options:
         return
     parser.add_argument("--convention", choices=("spec", "torch"), default="spec")
@@ -301,6 +329,22 @@ def run(args: argparse.Namespace) -> int:
     implementation.convention = args.convention
     with implementation:
         try:
+            vectors_run, wrong = check_vectors(implementation, args)
+        except ProtocolError:
+            vectors_run, wrong = 0, None  # reported below
+        if wrong is not None:
+            if getattr(args, "json", False):
+                print(json.dumps({"implementation": implementation.name, "conforms": False,
+                                  "convention": args.convention, "dtype": args.dtype, "test_vectors": vectors_run,
+                                  "mismatch": wrong, "replay": wrong["replay"]}, indent=2))
+            else:
+                print(f"{implementation.name}: convention {args.convention!r}, {args.dtype}\n"
+                      f"verdict: DOES NOT CONFORM\n"
+                      f"first wrong output: {wrong['formula']}  (test vector {wrong['vector']}, {wrong['why']})\n"
+                      f"{wrong['detail']}\n"
+                      f"replay the failing step: echo {shlex.quote(wrong['replay'])} | {args.exec_command}")
+            return 1
+        try:
             report = testing.check_conformance(
                 implementation,
                 convention=args.convention,
@@ -324,10 +368,12 @@ def run(args: argparse.Namespace) -> int:
     line = replay(report.mismatch, args.convention)
     if getattr(args, "json", False):
         out = report.to_dict()
+        out["test_vectors"] = vectors_run
         out["replay"] = line
         print(json.dumps(out, indent=2, allow_nan=False))
     else:
         print(report)
+        print(f"test vectors: {vectors_run} passed before the generated cases")
         if line is not None:
             print(f"replay the failing step: echo {shlex.quote(line)} | {args.exec_command}")
     return 0 if report.conforms else 1

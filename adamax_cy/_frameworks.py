@@ -377,7 +377,8 @@ def installed() -> dict[str, Optional[str]]:
     return out
 
 
-def _subprocess_run(framework: str, dtype: str, max_examples: int, seed: int, timeout: float) -> list[dict[str, Any]]:
+def _subprocess_run(framework: str, dtype: str, max_examples: int, seed: int, timeout: float,
+                    quick: bool = False) -> list[dict[str, Any]]:
     env = {**os.environ, **FRAMEWORKS[framework][1]}
     if dtype == "float64":
         env["JAX_ENABLE_X64"] = "1"
@@ -386,7 +387,7 @@ def _subprocess_run(framework: str, dtype: str, max_examples: int, seed: int, ti
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     cmd = [sys.executable, "-m", "adamax_cy._frameworks", "--one", framework, "--dtype", dtype,
-           "--max-examples", str(max_examples), "--seed", str(seed)]
+           "--max-examples", str(max_examples), "--seed", str(seed)] + (["--quick"] if quick else [])
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
@@ -465,11 +466,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per framework and dtype")
     parser.add_argument("--one", choices=list(FRAMEWORKS), help=argparse.SUPPRESS)
     parser.add_argument("--dtype", choices=("float32", "float64"), help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)  # the first run only
     args = parser.parse_args(argv)
     if args.one:
         if args.dtype == "float64" and args.one in ("optax", "keras-jax"):
             importlib.import_module("jax").config.update("jax_enable_x64", True)
-        for options in RUNS:
+        for options in RUNS[:1] if args.quick else RUNS:
             for convention in ("spec", "torch"):
                 print(json.dumps(run_one(args.one, convention, args.dtype, args.max_examples, args.seed, options),
                                  allow_nan=False), flush=True)

@@ -39,6 +39,7 @@ __all__ = [
     "CONTRACT",
     "FORMAT",
     "VERSION",
+    "applicable",
     "check_results",
     "conforms",
     "decode",
@@ -46,6 +47,7 @@ __all__ = [
     "generate",
     "load",
     "main",
+    "run_on",
     "write",
 ]
 
@@ -514,6 +516,63 @@ def check_results(vector: Mapping[str, Any], result: Mapping[str, Any]) -> Optio
                 return (f"{formula}: element {i} is {gv.hex()} ({gv!r}), expected {ev.hex()} "
                         f"({ev!r}) within {tol!r}")
     return None
+
+
+def applicable(doc: Mapping[str, Any], dtype: str, convention: str, vary: Iterable[str] = (),
+               nonfinite: bool = True) -> list[dict[str, Any]]:
+    """The vectors an implementation can be given: its dtype and convention, the options it varies.
+
+    A vector using ``weight_decay``, ``decoupled_weight_decay`` or
+    ``maximize`` is left out unless that option is in ``vary``; with
+    ``nonfinite=False`` so are vectors with an infinity or NaN anywhere.
+    """
+    vary = set(vary)
+    out = []
+    for v in doc["vectors"]:
+        if v["dtype"] != dtype or v["convention"] != convention:
+            continue
+        if ((decode(v["weight_decay"]) != 0 and "weight_decay" not in vary)
+                or (v["decoupled_weight_decay"] and "decoupled_weight_decay" not in vary)
+                or (v["maximize"] and "maximize" not in vary)):
+            continue
+        values = [x for k in ("param", "grad", "m", "u") for x in v[k]]
+        values += [x for seq in v["expected"].values() for x in seq]
+        if not nonfinite and any(x in ("inf", "-inf", "nan") for x in values):
+            continue
+        out.append(v)
+    return out
+
+
+def run_on(adapter: Any, vectors: Iterable[Mapping[str, Any]]) -> tuple[int, Optional[dict[str, str]]]:
+    """Run vectors through an :class:`adamax_cy.testing.Adapter`, one step each.
+
+    Returns the number run and the first failure (``formula``, ``vector``,
+    ``why``, ``detail``), or ``None``. Errors the adapter raises propagate.
+    """
+    from .testing import Case  # needs hypothesis, like every adapter
+
+    count = 0
+    for v in vectors:
+        dtype = v["dtype"]
+        arrays = {k: np.array([decode(x) for x in v[k]], dtype=dtype) for k in ("param", "grad", "m", "u")}
+        hyper = {k: decode(v[k]) for k in ("lr", "beta1", "beta2", "eps")}
+        if decode(v["weight_decay"]) != 0 or v["decoupled_weight_decay"]:
+            hyper["weight_decay"] = decode(v["weight_decay"])
+            hyper["decoupled_weight_decay"] = v["decoupled_weight_decay"]
+        if v["maximize"]:
+            hyper["maximize"] = True
+        case = Case(param=arrays["param"], m=arrays["m"], u=arrays["u"], t=v["t"], grads=(arrays["grad"],),
+                    hyperparameters=hyper, label=f"test vector {v['id']}")
+        with np.errstate(all="ignore"):
+            theta, m, u = next(iter(adapter.steps(case)))
+        count += 1
+        result = {k: [float(x) for x in np.ravel(np.asarray(a, dtype=dtype))]
+                  for k, a in (("param", theta), ("m", m), ("u", u))}
+        wrong = check_results(v, result)
+        if wrong is not None:
+            formula, _, detail = wrong.partition(": ")
+            return count, {"formula": formula, "vector": v["id"], "why": v["why"], "detail": detail}
+    return count, None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -38,16 +38,20 @@ def test_a_correct_implementation_conforms(capsys: pytest.CaptureFixture[str], c
     assert status == 0, out + err
     assert "verdict: CONFORMS" in out
     assert "60 generated case(s)" in out
+    assert "test vectors: 134 passed" in out  # every vector of the dtype and convention, options included
 
 
+@pytest.mark.parametrize("stage", ["test vector", "formula"])
 @pytest.mark.parametrize("bug, formula", [("m", "m"), ("u", "u"), ("theta", "θ"), ("late-bias", "θ")])
 def test_a_wrong_implementation_is_rejected_naming_the_formula(
-    capsys: pytest.CaptureFixture[str], bug: str, formula: str
+    capsys: pytest.CaptureFixture[str], bug: str, formula: str, stage: str
 ) -> None:
-    status, out, err = conform(capsys, "--dtype", "float32", "--max-examples", "100", bug=bug)
+    """Caught by the test vectors first; with --no-vectors, by the generated cases."""
+    extra = ["--no-vectors"] if stage == "formula" else []
+    status, out, err = conform(capsys, "--dtype", "float32", "--max-examples", "100", *extra, bug=bug)
     assert status == 1, out + err
     assert "verdict: DOES NOT CONFORM" in out
-    assert f"first wrong output: {formula}  (formula" in out
+    assert f"first wrong output: {formula}  ({stage}" in out
     # The replay line reproduces the wrong output, out of process and by hand.
     line = out.split("replay the failing step: echo ", 1)[1].split(" | node ", 1)[0]
     message = json.loads(shlex.split(line)[0])
@@ -63,12 +67,14 @@ def test_a_wrong_implementation_is_rejected_naming_the_formula(
     assert answer[name][0] != expected
 
 
-def test_json_report_carries_the_replay(capsys: pytest.CaptureFixture[str]) -> None:
-    status, out, _ = conform(capsys, "--max-examples", "20", "--json", bug="u")
+@pytest.mark.parametrize("no_vectors", [False, True])
+def test_json_report_carries_the_replay(capsys: pytest.CaptureFixture[str], no_vectors: bool) -> None:
+    extra = ["--no-vectors"] if no_vectors else []
+    status, out, _ = conform(capsys, "--max-examples", "20", "--json", *extra, bug="u")
     report = json.loads(out)
     assert status == 1 and report["conforms"] is False
     assert report["mismatch"]["formula"] == "u"
-    assert json.loads(report["replay"])["id"] == "replay"
+    assert json.loads(report["replay"])["id"] == ("replay" if no_vectors else "worked-example-1-float64-spec")
 
 
 @pytest.mark.parametrize("bug, message", [
@@ -104,3 +110,48 @@ def test_the_command_is_split_like_a_shell_and_not_run_by_one(tmp_path: Path) ->
                                                                      "eps": 1e-8}, *([[1.0]] * 4))
         assert impl.exchange(message)["id"] == "1"
     assert not marker.exists()
+
+
+# ---------------------------------------------------------------- in C
+
+C_SOURCE = Path(__file__).parent / "consumers" / "adamax_vectors.c"
+
+
+@pytest.fixture(scope="module")
+def c_programs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    out = {}
+    for bug in (0, 1, 2, 3):
+        exe = tmp_path_factory.mktemp("c") / f"adamax_{bug}"
+        subprocess.run(["gcc", "-std=c99", "-O2", "-ffp-contract=off", f"-DBUG={bug}", "-o", str(exe),
+                        str(C_SOURCE), "-lm"], check=True, timeout=120)
+        out[bug] = exe
+    return out
+
+
+@pytest.mark.parametrize("convention", ["spec", "torch"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_correct_c_implementation_conforms(capsys: pytest.CaptureFixture[str], c_programs: dict[int, Path],
+                                             convention: str, dtype: str) -> None:
+    status = _exec_protocol.main(["--exec", f"{shlex.quote(str(c_programs[0]))} --exec", "--seed", "4",
+                                  "--timeout", "60", "--convention", convention, "--dtype", dtype,
+                                  "--max-examples", "60", "--vary", "weight_decay",
+                                  "--vary", "decoupled_weight_decay", "--vary", "maximize"])
+    out, err = capsys.readouterr()
+    assert status == 0, out + err
+    assert "verdict: CONFORMS" in out and "test vectors: 134 passed" in out
+
+
+@pytest.mark.parametrize("stage", ["test vector", "formula"])
+@pytest.mark.parametrize("bug, formula", [(1, "m"), (2, "u"), (3, "θ")])
+def test_a_wrong_c_implementation_is_rejected_naming_the_formula(
+    capsys: pytest.CaptureFixture[str], c_programs: dict[int, Path], bug: int, formula: str, stage: str
+) -> None:
+    extra = ["--no-vectors"] if stage == "formula" else []
+    status = _exec_protocol.main(["--exec", f"{shlex.quote(str(c_programs[bug]))} --exec", "--seed", "4",
+                                  "--timeout", "60", "--convention", "spec", "--dtype", "float32",
+                                  "--max-examples", "100", *extra])
+    out, err = capsys.readouterr()
+    assert status == 1, out + err
+    assert f"first wrong output: {formula}  ({stage}" in out

@@ -115,10 +115,9 @@ def test_report_runs_each_installed_framework(framework: str) -> None:
     reason = INSTALLED[framework]
     if reason is not None:
         pytest.skip(reason)
-    rows = _frameworks._subprocess_run(framework, "float32", max_examples=5, seed=0, timeout=600)
+    rows = _frameworks._subprocess_run(framework, "float32", max_examples=5, seed=0, timeout=600, quick=True)
     assert all("error" not in r for r in rows), rows
-    assert {(r["convention"], tuple(r["options"].items())) for r in rows} == {
-        (c, tuple(o.items())) for c in ("spec", "torch") for o in _frameworks.RUNS}
+    assert [(r["convention"], r["options"]) for r in rows] == [("spec", {}), ("torch", {})]
     native = "spec" if framework.startswith("keras") else "torch"
     for r in rows:
         assert set(r["allowances"]) <= set(_frameworks.ALLOWANCES)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import random
@@ -102,6 +103,11 @@ def test_the_document_is_deterministic_and_round_trips(tmp_path: Path, document:
     bad.write_text(json.dumps({**document, "version": 99}))
     with pytest.raises(ValueError, match="version"):
         _vectors.load(bad)
+
+
+def test_the_command_writes_to_stdout(capsys: pytest.CaptureFixture[str], document: dict) -> None:
+    assert _vectors.main(["--out", "-"]) == 0
+    assert _vectors.load(io.StringIO(capsys.readouterr().out)) == document
 
 
 def test_special_inputs_are_written_as_specials(document: dict) -> None:
@@ -251,3 +257,23 @@ def test_javascript_consumer(document: dict, vectors_file: Path, tmp_path: Path)
     assert sorted(run.stdout.splitlines()[:-1]) == sorted(
         [f"FAIL {a}: m[0]", f"FAIL {b}: m[0]", f"FAIL {c}: param[0]"])
     assert f"{n - 3} of {n} vectors conform" in run.stdout
+
+
+def test_vectors_run_through_a_harness_adapter(document: dict) -> None:
+    testing = pytest.importorskip("adamax_cy.testing")
+    everything = ("weight_decay", "decoupled_weight_decay", "maximize")
+    for dtype in ("float32", "float64"):
+        for convention in ("spec", "torch"):
+            vectors = _vectors.applicable(document, dtype, convention, everything)
+            assert len(vectors) == sum(v["dtype"] == dtype and v["convention"] == convention
+                                       for v in document["vectors"])
+            adapter = testing.functional(adamax_cy.adamax_step, convention=convention)
+            assert _vectors.run_on(adapter, vectors) == (len(vectors), None)
+    plain = _vectors.applicable(document, "float32", "spec", nonfinite=False)
+    assert all("maximize" not in v["id"] and "nan" not in v["id"] for v in plain)
+
+    def late_bias_correction(param, grad, m, u, t, *args, **kwargs):
+        return adamax_cy.adamax_step(param, grad, m, u, min(t, 100), *args, **kwargs)
+
+    count, wrong = _vectors.run_on(testing.functional(late_bias_correction), plain)
+    assert wrong is not None and wrong["formula"] == "θ" and wrong["vector"].startswith("t-1000-")
