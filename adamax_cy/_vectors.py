@@ -9,10 +9,11 @@ Every expected value is computed here from exact rational arithmetic
 (:class:`fractions.Fraction`), each operation of the specification's
 formulas rounded once to the vector's dtype (round to nearest, ties to even,
 with subnormals and overflow as IEEE 754 has them); the scalar coefficients
-``1 - beta1``, ``lr * weight_decay`` and ``1 - beta1**t`` are rounded first to
-double and then to the dtype, as the arithmetic contract says (``beta1**t``
-itself rounded to double before the subtraction, as a correctly rounded
-``pow`` gives it). This code
+``1 - beta1`` and ``lr * weight_decay`` are rounded first to double and then
+to the dtype, as the arithmetic contract says; the learning rate and the bias
+correction ``1 - beta1**t`` (``beta1**t`` rounded to double before the
+subtraction, as a correctly rounded ``pow`` gives it) stay in double, each
+entering one division that is rounded once to the dtype. This code
 path shares nothing with :mod:`adamax_cy.reference` but the order of the
 formulas, so the reference can check it.
 
@@ -77,7 +78,7 @@ CONTRACT = (
     "subnormal intermediate, where one occurs. A NaN or infinite expected param "
     "has tolerance 0 and must be matched exactly. The bias correction 1 - beta1**t is "
     "computed in double (beta1**t rounded to double, subtracted from 1 in double) and "
-    "then rounded to the dtype. With eps = 0, an element whose m_t and "
+    "kept in double, like lr: each enters one division rounded once to the dtype. With eps = 0, an element whose m_t and "
     "denominator are both zero keeps its parameter."
 )
 
@@ -203,8 +204,9 @@ def expected_element(
     lr, beta1, beta2, eps, wd = (float(hyper[k]) for k in HYPERPARAMETERS)
     one_minus_beta1 = a.coefficient(1 - Fraction(beta1))
     lr_wd = a.coefficient(Fraction(lr) * Fraction(wd))
-    bc64 = bias_correction(beta1, t)
-    bc = round_exact(Fraction(bc64), dtype)
+    # The bias correction stays in double: it enters one division only
+    # (m_t / (1 - beta1**t)), rounded once to the dtype.
+    bc = bc64 = bias_correction(beta1, t)
     theta, g = param, grad
     if hyper.get("maximize"):
         g = -g
