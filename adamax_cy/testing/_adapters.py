@@ -110,7 +110,7 @@ class optimizer(Adapter):
     The class is built as ``cls([p], lr=, betas=(beta1, beta2), eps=,
     weight_decay=, maximize=, **kwargs)`` on one tensor ``p``; each step sets
     ``p.grad`` and calls ``step()``. A case that starts from a state other
-    than the fresh one (``t == 1``, ``m == u == 0``) writes it into
+    than the fresh one (``t == 1``, ``m`` and ``u`` all +0) writes it into
     ``opt.state[p]`` under ``state_keys`` (the step count, then ``m`` and
     ``u``; torch's ``Adamax`` names them ``"step"``, ``"exp_avg"``,
     ``"exp_inf"``); fresh cases let the optimizer initialise itself.

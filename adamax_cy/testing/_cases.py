@@ -93,11 +93,13 @@ def _unit_interval(default: float) -> st.SearchStrategy[float]:
 
 
 def _non_negative(default: float, low: float, high: float) -> st.SearchStrategy[float]:
-    """A value over ``[0, max double]``: the default, a usual range, then subnormal to huge."""
+    """A value over ``[0, max double]``: the default, a usual range, 0, tiny and huge values, anything."""
     return st.one_of(
         st.just(default),
         st.floats(low, high),
-        st.sampled_from([0.0, _TINY64, 1e-320, _TINY32, 1.5 * _TINY32, 1e-40, 1e20, 1e39, 1e300, _HUGE]),
+        st.just(0.0),
+        st.sampled_from([_TINY64, 1e-320, _TINY32, 1.5 * _TINY32, 1e-40, 1e-45]),
+        st.sampled_from([1e20, 1e39, 1e300, _HUGE]),
         st.floats(0.0, _HUGE),
     )
 
@@ -205,16 +207,19 @@ def _edge_cases(dtype: str, fixed: Mapping[str, Any], nonfinite: bool) -> list[C
 
     Each special gradient (negative, signed zeros, the smallest subnormal,
     infinities, NaN) is tried from the fresh state and from a later one, and
-    followed by an ordinary step (what does the state it left do next?).
+    followed by an ordinary step (what does the state it left do next?); and
+    from θ = 0 with m = 1, where θ_t is the update alone, judged at its own
+    precision.
     """
     hyper = MappingProxyType({"lr": LR, "beta1": BETA1, "beta2": BETA2, "eps": EPS, **fixed})
     tiny = float(np.finfo(dtype).smallest_subnormal)
     out = []
     specials = (math.inf, -math.inf, math.nan) if nonfinite else ()
     for grad in (-0.5, 0.0, -0.0, tiny, -tiny, *specials):
-        for t, m, u, grads in ((1, 0.0, 0.0, [grad]), (3, -0.25, 0.75, [grad]), (1, 0.0, 0.0, [grad, 0.25])):
+        for param, t, m, u, grads in ((1.5, 1, 0.0, 0.0, [grad]), (1.5, 3, -0.25, 0.75, [grad]),
+                                      (1.5, 1, 0.0, 0.0, [grad, 0.25]), (0.0, 1, 1.0, 0.0, [grad])):
             out.append(Case(
-                param=np.array(1.5, dtype=dtype), m=np.array(m, dtype=dtype),
+                param=np.array(param, dtype=dtype), m=np.array(m, dtype=dtype),
                 u=np.array(u, dtype=dtype), t=t, grads=tuple(np.array(g, dtype=dtype) for g in grads),
                 hyperparameters=hyper, label="edge case",
             ))
