@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import operator
 import os
 import reprlib
 import secrets
+import zipfile
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -149,34 +151,136 @@ def write_atomic(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray])
 # ------------------------------------------------------------ reading
 
 
-def read_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` file, read in full with ``allow_pickle=False``."""
-    where = os.fspath(path)
+#: Bytes of metadata allowed: a base, and more per parameter (names are stored
+#: as UTF-32, four bytes a character).
+META_BYTES = 2**20
+META_BYTES_PER_PARAM = 2**14
+#: Bytes besides the array data that a member may take (.npy header, zip headers).
+MEMBER_OVERHEAD = 2**12
+_CHUNK = 2**20
+
+
+def read_members(
+    path: str | os.PathLike[str],
+    where: str,
+    expected: Callable[[dict[str, np.ndarray]], Mapping[str, tuple[tuple[int, ...], Any, str]]],
+    max_bytes: int,
+    meta_bytes: int,
+) -> dict[str, np.ndarray]:
+    """The arrays of the ``.npz`` at ``path``, read with every size checked first.
+
+    The file must be at most ``max_bytes`` long. ``format`` and ``meta`` (strings,
+    ``meta`` of at most ``meta_bytes``) are read first; ``expected(those two)`` then gives the
+    ``(shape, dtype, label)`` that each other member must declare, and
+    nothing else may be in the file. Sizes come from the zip directory and
+    the ``.npy`` headers and are checked before any array data is read, so a
+    small file cannot make this allocate more than the arrays it should
+    hold. Nothing is unpickled.
+    """
     try:
-        loaded = np.load(path, allow_pickle=False)
+        f = open(path, "rb")
     except FileNotFoundError:
         raise
-    except Exception as e:  # whatever a damaged or foreign file makes the parser raise
+    except OSError as e:
         raise CheckpointError(f"{where}: not a readable .npz checkpoint ({e})") from e
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise CheckpointError(f"{where}: not an .npz checkpoint (a single .npy array)")
+    with f:
+        head = f.read(8)
+        if head.startswith(b"\x93NUMPY"):
+            raise CheckpointError(f"{where}: not an .npz checkpoint (a single .npy array)")
+        size = os.fstat(f.fileno()).st_size
+        if size > max_bytes:
+            raise CheckpointError(
+                f"{where}: {size} bytes, more than a checkpoint of this optimizer's "
+                f"parameters takes ({max_bytes})"
+            )
+        try:
+            z = zipfile.ZipFile(f)
+        except Exception as e:  # whatever a damaged or foreign file makes the parser raise
+            what = "a pickled file, which is never loaded" if head[:1] == b"\x80" else str(e)
+            raise CheckpointError(f"{where}: not a readable .npz checkpoint ({what})") from None
+        with z:
+            members: dict[str, zipfile.ZipInfo] = {}
+            for info in z.infolist():
+                key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+                if key in members:
+                    raise CheckpointError(f"{where}: the member {_short(key)} appears twice")
+                members[key] = info
+            if "format" not in members:
+                raise CheckpointError(f"{where}: not an {FORMAT} (a foreign .npz file)")
+            data = {"format": _read_member(z, members["format"], where, "format", (), "U",
+                                           4 * len(FORMAT))}
+            if "meta" not in members:
+                raise CheckpointError(f"{where}: the arrays ['meta'] are missing or unexpected")
+            data["meta"] = _read_member(z, members["meta"], where, "meta", (), "U", meta_bytes)
+            layout = expected(data)
+            unexpected = sorted((set(members) - {"format", "meta"}) ^ set(layout))
+            if unexpected:
+                raise CheckpointError(
+                    f"{where}: the arrays {_short(unexpected)} are missing or unexpected"
+                )
+            for key, (shape, dtype, label) in layout.items():
+                data[key] = _read_member(z, members[key], where, label, shape, dtype, 0)
+    return data
+
+
+def _read_member(
+    z: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, label: str,
+    shape: tuple[int, ...], dtype: np.dtype[Any] | str, max_bytes: int,
+) -> np.ndarray:
+    """One ``.npy`` member: its header checked against ``shape`` and ``dtype``
+    (a dtype kind, such as ``"U"``, with at most ``max_bytes`` of data), then its
+    data read into an array of that size and its checksum verified."""
+    damaged = f"{where}: a damaged or unsafe checkpoint"
     try:
-        with loaded:
-            return {key: loaded[key] for key in loaded.files}
-    except Exception as e:  # truncated members, bad CRCs, pickled object arrays...
-        raise CheckpointError(f"{where}: a damaged or unsafe checkpoint ({e})") from e
+        with z.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                header = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                header = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+            declared_shape, fortran, declared = header
+            if declared.hasobject:
+                raise CheckpointError(
+                    f"{damaged} ({label} holds Python objects, which are never loaded: "
+                    "allow_pickle=False)"
+                )
+            if isinstance(dtype, str):
+                ok = declared.kind == dtype and declared.itemsize <= max_bytes
+            else:
+                ok = declared == dtype
+            if not ok or declared_shape != shape:
+                raise CheckpointError(
+                    f"{where}: {label} has shape {_short(declared_shape)} and dtype "
+                    f"{_cut(str(declared), 80)}, but the parameter has shape {shape} and "
+                    f"dtype {dtype}"
+                    if not isinstance(dtype, str) else
+                    f"{damaged} ({label} is not a short string)"
+                )
+            nbytes = declared.itemsize * math.prod(shape)
+            if info.file_size != f.tell() + nbytes:
+                raise ValueError(f"{label} holds {info.file_size - f.tell()} bytes, not {nbytes}")
+            out = np.empty(shape, declared, order="F" if fortran else "C")
+            buffer = memoryview(out.reshape(-1, order="A").view(np.uint8))  # type: ignore[arg-type]
+            done = 0
+            while done < nbytes:
+                chunk = f.read(min(_CHUNK, nbytes - done))
+                if not chunk:
+                    raise ValueError(f"{label} is truncated")
+                buffer[done:done + len(chunk)] = chunk
+                done += len(chunk)
+            if f.read(1):  # also verifies the checksum at the end of the member
+                raise ValueError(f"{label} is longer than its header says")
+    except CheckpointError:
+        raise
+    except Exception as e:  # truncated members, bad checksums, malformed headers...
+        raise CheckpointError(f"{damaged} ({_cut(str(e), 200)})") from e
+    return out
 
 
-def from_arrays(
-    data: Mapping[str, np.ndarray],
-    where: str,
-    schedules: Sequence[Callable[[int], float] | None],
-) -> tuple[dict[str, Any], list[np.ndarray] | None]:
-    """A checkpoint's arrays as a state dict, and its parameter values (or None).
-
-    A group whose ``lr`` was a schedule takes ``schedules[g]``, the callable
-    ``lr`` of the optimizer being loaded into (None where it has none).
-    """
+def _parse_meta(data: Mapping[str, np.ndarray], where: str) -> tuple[Any, list[Any], list[dict[str, Any]], list[Any], bool]:
+    """``(version, names, groups, steps, has_params)`` from a checkpoint's metadata."""
     if "format" not in data or data["format"].shape != () or str(data["format"]) != FORMAT:
         raise CheckpointError(f"{where}: not an {FORMAT} (a foreign .npz file)")
     try:
@@ -189,9 +293,11 @@ def from_arrays(
             meta["has_params"],
         )
     except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{where}: unreadable metadata ({e!r})") from None
+        raise CheckpointError(f"{where}: unreadable metadata ({_cut(repr(e))})") from None
     if version != VERSION:
-        raise CheckpointError(f"{where}: checkpoint version {version!r}, this code reads {VERSION}")
+        raise CheckpointError(
+            f"{where}: checkpoint version {_short(version)}, this code reads {VERSION}"
+        )
     if not (
         isinstance(names, list)
         and isinstance(steps, list)
@@ -201,13 +307,27 @@ def from_arrays(
         and isinstance(has_params, bool)
     ):
         raise CheckpointError(f"{where}: malformed metadata")
+    return version, names, groups, steps, has_params
+
+
+def from_arrays(
+    data: Mapping[str, np.ndarray],
+    where: str,
+    schedules: Sequence[Callable[[int], float] | None],
+) -> tuple[dict[str, Any], list[np.ndarray] | None]:
+    """A checkpoint's arrays as a state dict, and its parameter values (or None).
+
+    A group whose ``lr`` was a schedule takes ``schedules[g]``, the callable
+    ``lr`` of the optimizer being loaded into (None where it has none).
+    """
+    version, names, groups, steps, has_params = _parse_meta(data, where)
     n = len(names)
     expected = {"format", "meta"} | {f"{k}{i}" for i in range(n) for k in ("m", "u")}
     if has_params:
         expected |= {f"param{i}" for i in range(n)}
     if set(data) != expected:
         raise CheckpointError(
-            f"{where}: the arrays {sorted(set(data) ^ expected)} are missing or unexpected"
+            f"{where}: the arrays {_short(sorted(set(data) ^ expected))} are missing or unexpected"
         )
     param_groups, start = [], 0
     for g, saved in enumerate(groups):
@@ -215,8 +335,10 @@ def from_arrays(
             size = operator.index(saved.pop("size"))
             schedule = saved.pop("lr_schedule")
             saved["betas"] = tuple(saved["betas"])
-        except (KeyError, TypeError) as e:
-            raise CheckpointError(f"{where}: malformed param_groups[{g}] ({e!r})") from None
+            if not 0 <= size <= n - start:
+                raise ValueError(f"size {_short(size)} for {n - start} parameters left")
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{where}: malformed param_groups[{g}] ({_cut(repr(e))})") from None
         if schedule:
             current = schedules[g] if g < len(schedules) else None
             if not callable(current):
@@ -253,11 +375,41 @@ def read(
     """The checkpoint at ``path``, checked against an optimizer; what to commit.
 
     As :func:`check_state_dict`, with ``"params"`` the stored parameter
-    values when the file has them and ``restore_params`` is true.
+    values when the file has them and ``restore_params`` is true. The
+    metadata is checked against the optimizer's parameters (names, group
+    sizes) and each array's declared shape and dtype against its parameter's
+    before any array is read.
     """
     where = os.fspath(path)
+    names = list(names)
+    sizes = [len(group["params"]) for group in groups]
+    meta_bytes = META_BYTES + META_BYTES_PER_PARAM * len(params)
+    max_bytes = meta_bytes + sum(3 * (p.nbytes + MEMBER_OVERHEAD) for p in params)
+    max_bytes += 2 * MEMBER_OVERHEAD
+
+    def layout(data: dict[str, np.ndarray]) -> dict[str, tuple[tuple[int, ...], Any, str]]:
+        _, saved_names, saved_groups, _, has_params = _parse_meta(data, where)
+        if saved_names != names:
+            raise CheckpointError(
+                f"{where}: the checkpoint is for parameters {_short(saved_names)}, "
+                f"but this optimizer has {_short(names)}"
+            )
+        saved_sizes = [group.get("size") for group in saved_groups]
+        if saved_sizes != sizes:
+            raise CheckpointError(
+                f"{where}: the checkpoint's param_groups hold {_short(saved_sizes)} parameters, "
+                f"this optimizer's {_short(sizes)}"
+            )
+        keys = ("m", "u", "param") if has_params else ("m", "u")
+        return {
+            f"{key}{i}": (p.shape, p.dtype, f"{name}: {key}")
+            for i, (name, p) in enumerate(zip(names, params))
+            for key in keys
+        }
+
+    data = read_members(path, where, layout, max_bytes, meta_bytes)
     schedules = [group["lr"] if callable(group["lr"]) else None for group in groups]
-    state_dict, saved_params = from_arrays(read_npz(path), where, schedules)
+    state_dict, saved_params = from_arrays(data, where, schedules)
     try:
         checked = check_state_dict(state_dict, names, params, groups)
     except CheckpointError as e:
@@ -302,8 +454,8 @@ def check_state_dict(
     saved_names = sd.get("param_names", names)
     if not is_sequence(saved_names) or list(saved_names) != names:
         raise CheckpointError(
-            f"the state dict is for parameters {list(saved_names)}, "
-            f"but this optimizer has {names}"
+            f"the state dict is for parameters {_short(saved_names)}, "
+            f"but this optimizer has {_short(names)}"
         )
     groups = sd["param_groups"]
     if not is_sequence(groups) or len(groups) != len(group_sizes):
@@ -322,14 +474,14 @@ def check_state_dict(
         indices = saved["params"]
         if not is_sequence(indices) or list(indices) != list(range(start, start + size)):
             raise CheckpointError(
-                f"param_groups[{g}] holds parameters {indices!r}, "
-                f"this optimizer's group {list(range(start, start + size))}"
+                f"param_groups[{g}] holds parameters {_short(indices)}, "
+                f"this optimizer's group {_short(list(range(start, start + size)))}"
             )
         start += size
         try:
             new_groups.append(normalise_group(saved, f"param_groups[{g}]: "))
         except (TypeError, ValueError) as e:
-            raise CheckpointError(f"invalid options: {e}") from None
+            raise CheckpointError(f"invalid options: {_cut(str(e))}") from None
     state = sd["state"]
     if not is_sequence(state) or len(state) != len(params):
         raise CheckpointError(
@@ -372,6 +524,10 @@ def check_saved_step(step: Any, name: str) -> int:
 _REPR = reprlib.Repr()
 _REPR.maxlevel, _REPR.maxlist, _REPR.maxdict = 3, 8, 8
 _REPR.maxstring = _REPR.maxother = _REPR.maxlong = 80
+
+
+def _cut(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _short(value: Any, limit: int = 80) -> str:

@@ -119,3 +119,167 @@ def test_state_dict_step_counts_out_of_range_are_refused(step):
     with pytest.raises(CheckpointError, match=r"w: step must be an integer >= 0"):
         opt.load_state_dict(sd)
     assert opt.steps == {"w": 0, "b": 0}
+
+
+# ------------------------------------------------- hostile files stay cheap
+
+PEAK_MEMORY = """
+    import resource, sys
+    import numpy as np
+    from adamax_cy import Adamax, CheckpointError
+    w, b = np.zeros((4, 3)), np.zeros(3, np.float32)
+    opt = Adamax([{"params": {"w": w}}, {"params": {"b": b}, "lr": 0.03}])
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        opt.load_state(sys.argv[1])
+    except CheckpointError as e:
+        message = str(e)
+    else:
+        raise AssertionError("loaded")
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print((after - before) // 1024, len(message))
+    print(message[:300])
+"""
+
+
+def peak_memory_of_a_load(path):
+    """(MiB the load added to the peak resident memory, length of the error)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(PEAK_MEMORY), str(path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    first, message = out.stdout.split("\n", 1)
+    mib, length = map(int, first.split())
+    return mib, length, message
+
+
+def with_member(saved, name, write, compression):
+    """The checkpoint ``saved`` with member ``name`` written by ``write(file)``."""
+    import zipfile
+
+    out = saved.with_name("hostile.npz")
+    with zipfile.ZipFile(saved) as src, zipfile.ZipFile(out, "w", compression) as dst:
+        for info in src.infolist():
+            if info.filename != name + ".npy":
+                dst.writestr(info.filename, src.read(info))
+        with dst.open(name + ".npy", "w", force_zip64=True) as f:
+            write(f)
+    return out
+
+
+def huge_zeros(f, count=32 * 2**20):
+    """A float64 array of ``count`` zeros (256 MiB), streamed."""
+    np.lib.format.write_array_header_1_0(
+        f, {"descr": "<f8", "fortran_order": False, "shape": (count,)}
+    )
+    chunk = bytes(2**20)
+    for _ in range(count * 8 // len(chunk)):
+        f.write(chunk)
+
+
+@pytest.mark.skipif(__import__("sys").platform != "linux", reason="ru_maxrss in KiB")
+def test_a_small_deflated_file_declaring_a_huge_array_is_refused_cheaply(saved):
+    import zipfile
+
+    path = with_member(saved, "m0", huge_zeros, zipfile.ZIP_DEFLATED)
+    assert path.stat().st_size < 2 * 2**20  # 256 MiB of zeros, deflated
+    mib, length, message = peak_memory_of_a_load(path)
+    assert "w: m has shape (33554432,)" in message
+    assert mib < 32, f"the load of a {path.stat().st_size} byte file took {mib} MiB"
+    assert length < 400
+
+
+def test_a_huge_group_size_in_the_metadata_is_a_short_error(saved):
+    for size in (10**12, 5 * 10**6):
+        path = rewrite_meta(saved, lambda meta: meta["param_groups"][0].__setitem__("size", size))
+        params, opt = two_groups(seed=7)
+        before = snapshot(opt, params)
+        with pytest.raises(CheckpointError, match=r"param_groups") as info:
+            opt.load_state(path)
+        assert len(str(info.value)) < 400, len(str(info.value))
+        assert_unchanged(opt, params, before)
+
+
+@pytest.mark.parametrize("count", [15_000, 10**6])
+def test_many_names_in_the_metadata_give_a_short_error(saved, count):
+    def change(meta):
+        meta["param_names"] = [f"p{i}" for i in range(count)]
+        meta["steps"] = [0] * count
+
+    path = rewrite_meta(saved, change)
+    params, opt = two_groups(seed=7)
+    with pytest.raises(CheckpointError, match="is for parameters|more than a checkpoint") as info:
+        opt.load_state(path)
+    assert len(str(info.value)) < 400, len(str(info.value))
+
+
+def test_a_long_list_in_a_state_dict_gives_a_short_error():
+    params, opt = two_groups()
+    sd = opt.state_dict()
+    sd["param_groups"][0]["params"] = list(range(10**6))
+    with pytest.raises(CheckpointError, match="holds parameters") as info:
+        opt.load_state_dict(sd)
+    assert len(str(info.value)) < 400, len(str(info.value))
+
+
+def duplicate_m0(saved):
+    import zipfile
+
+    out = saved.with_name("hostile.npz")
+    with zipfile.ZipFile(saved) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info))
+        with pytest.warns(UserWarning, match="Duplicate name"):
+            dst.writestr("m0.npy", src.read("m0.npy"))
+    return out
+
+
+def huge_meta(saved):
+    import zipfile
+
+    def write(f, chars=64 * 2**20):  # a 256 MiB string, deflated
+        np.lib.format.write_array_header_1_0(
+            f, {"descr": f"<U{chars}", "fortran_order": False, "shape": ()})
+        chunk = bytes(2**20)
+        for _ in range(chars * 4 // len(chunk)):
+            f.write(chunk)
+
+    return with_member(saved, "meta", write, zipfile.ZIP_DEFLATED)
+
+
+def lying_size(saved):
+    """m0's header is right but the member holds more bytes than it declares."""
+    import io
+    import zipfile
+
+    def write(f):
+        buffer = io.BytesIO()
+        np.save(buffer, np.zeros((4, 3)))
+        f.write(buffer.getvalue() + bytes(2**20))
+
+    return with_member(saved, "m0", write, zipfile.ZIP_DEFLATED)
+
+
+def a_directory(saved):
+    return saved.parent
+
+
+@pytest.mark.parametrize("make, message", [
+    (duplicate_m0, "the member 'm0' appears twice"),
+    (huge_meta, r"damaged or unsafe checkpoint \(meta is not a short string\)"),
+    (lying_size, r"damaged or unsafe checkpoint \(w: m holds 1048672 bytes, not 96\)"),
+    (a_directory, "not a readable .npz checkpoint"),
+])
+def test_hostile_files_are_refused_before_their_data_is_read(saved, make, message):
+    path = make(saved)
+    params, opt = two_groups(seed=7)
+    before = snapshot(opt, params)
+    with pytest.raises(CheckpointError, match=message) as info:
+        opt.load_state(path)
+    assert len(str(info.value)) < 400
+    assert_unchanged(opt, params, before)
