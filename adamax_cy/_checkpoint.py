@@ -15,8 +15,11 @@ import json
 import math
 import operator
 import os
+import re
 import reprlib
 import secrets
+import stat
+import time
 import zipfile
 from typing import Any, Callable, Mapping, Sequence
 
@@ -127,14 +130,17 @@ def write_atomic(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray])
     The file is written to a temporary file in the same folder, flushed and
     fsynced, renamed over ``path`` (:func:`os.replace`), and the folder is
     fsynced. A failure at any point leaves any previous file at ``path`` as
-    it was and removes the temporary file.
+    it was and removes the temporary file; stale temporary files of earlier
+    saves to ``path`` are removed first (see :data:`STALE_AFTER`).
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(
-        folder, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    )
+    base = os.path.basename(path)
+    _remove_stale_temporaries(folder, base)
+    name = f".{base}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    tmp = os.path.join(folder, name)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    _WRITING.add(name)
     try:
         with os.fdopen(fd, "wb") as f:
             _write_npz(f, arrays)
@@ -145,7 +151,53 @@ def write_atomic(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray])
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    finally:
+        _WRITING.discard(name)
     _fsync_directory(folder)
+
+
+#: A temporary file untouched for this many seconds, of a process that no
+#: longer runs, is removed by the next save to the same path. (The age spares
+#: a writer on another machine sharing the folder, whose process id means
+#: nothing here.)
+STALE_AFTER = 60.0
+_TEMPORARY = re.compile(r"\.(?P<base>.+)\.(?P<pid>[0-9]+)\.[0-9a-f]{8}\.tmp")
+#: The temporary files this process is writing now (saves in several threads).
+_WRITING: set[str] = set()
+
+
+def _remove_stale_temporaries(folder: str, base: str) -> None:
+    """Remove the temporary files of earlier saves to ``folder/base`` whose
+    process was killed (``kill -9``, a power cut) before it could remove them."""
+    if os.name != "posix":  # os.kill(pid, 0) would not test for a process there
+        return
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    now = time.time()
+    for entry in entries:
+        match = _TEMPORARY.fullmatch(entry.name)
+        if match is None or match["base"] != base or entry.name in _WRITING:
+            continue
+        with contextlib.suppress(OSError):
+            info = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(info.st_mode) or now - info.st_mtime < STALE_AFTER:
+                continue
+            pid = int(match["pid"])
+            if pid != os.getpid() and _running(pid):
+                continue
+            os.unlink(entry.path)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process (or a number no process has: be careful)
+    return True
 
 
 # ------------------------------------------------------------ reading

@@ -349,7 +349,9 @@ class Adamax:
         The ``.npz`` is written to a temporary file in the same folder,
         flushed and fsynced, renamed over ``path`` (:func:`os.replace`), and
         the folder is fsynced. A failure at any point leaves any previous
-        checkpoint at ``path`` as it was and removes the temporary file.
+        checkpoint at ``path`` as it was and removes the temporary file. The
+        temporary files that killed processes left for ``path`` (untouched
+        for a minute, their process gone) are removed.
 
         Parameters
         ----------

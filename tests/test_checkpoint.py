@@ -283,3 +283,93 @@ def test_hostile_files_are_refused_before_their_data_is_read(saved, make, messag
         opt.load_state(path)
     assert len(str(info.value)) < 400
     assert_unchanged(opt, params, before)
+
+
+# ------------------------------------------------- temporaries of dead writers
+
+
+def dead_pid():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                         capture_output=True, text=True, timeout=60)
+    return int(out.stdout)
+
+
+def age(path, seconds=3600):
+    import os
+    import time
+
+    then = time.time() - seconds
+    os.utime(path, (then, then), follow_symlinks=False)
+
+
+@pytest.mark.skipif(__import__("os").name != "posix", reason="process ids checked on POSIX")
+def test_a_save_removes_stale_temporaries_of_dead_processes(tmp_path):
+    import os
+
+    dead = dead_pid()
+    names = {
+        "stale": f".run.ckpt.{dead}.0123abcd.tmp",
+        "own_stale": f".run.ckpt.{os.getpid()}.fedcba98.tmp",  # not being written by us
+        "recent": f".run.ckpt.{dead}.89abcdef.tmp",
+        "alive": f".run.ckpt.{os.getppid()}.0123abcd.tmp",
+        "other_file": f".other.ckpt.{dead}.0123abcd.tmp",
+        "not_ours": f".run.ckpt.{dead}.notahex!.tmp",
+        "link": f".run.ckpt.{dead}.11111111.tmp",
+    }
+    for key, name in names.items():
+        if key == "link":
+            os.symlink(tmp_path / "keep.txt", tmp_path / name)
+        else:
+            (tmp_path / name).write_bytes(b"partial checkpoint")
+        if key != "recent":
+            age(tmp_path / name)
+    (tmp_path / "keep.txt").write_text("kept")
+    params, opt = two_groups()
+    opt.save(tmp_path / "run.ckpt")
+    removed = {"stale", "own_stale"}
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        ["run.ckpt", "keep.txt", *(n for k, n in names.items() if k not in removed)]
+    )
+
+
+KILLED_WHILE_SAVING = """
+    import numpy as np, sys
+    from adamax_cy import Adamax
+    opt = Adamax([np.zeros(2_000_000)])
+    print("ready", flush=True)
+    while True:
+        opt.save(sys.argv[1])
+"""
+
+
+@pytest.mark.skipif(__import__("os").name != "posix", reason="kill -9")
+def test_a_temporary_left_by_kill_9_is_removed_by_a_later_save(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    path = tmp_path / "run.ckpt"
+    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(KILLED_WHILE_SAVING), str(path)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "ready\n"
+        deadline = time.monotonic() + 60
+        while not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]:
+            assert time.monotonic() < deadline, "no temporary file seen"
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait(timeout=60)
+        child.stdout.close()
+    left = [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+    assert len(left) == 1 and left[0].startswith(f".run.ckpt.{child.pid}.")
+    age(tmp_path / left[0])
+    params, opt = two_groups()
+    opt.save(path)
+    assert os.listdir(tmp_path) == ["run.ckpt"]
