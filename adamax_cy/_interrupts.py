@@ -13,7 +13,6 @@ except ImportError:  # pragma: no cover - not CPython
     _handlers = signal  # type: ignore[no-redef]
 
 _SIGINT = int(signal.SIGINT)
-_MAIN_THREAD = threading.main_thread().ident
 
 
 class deferred_interrupts:
@@ -34,11 +33,14 @@ class deferred_interrupts:
     def __enter__(self) -> None:
         self.previous: Any = None
         self.received: list[FrameType | None] = []
-        if threading.get_ident() != _MAIN_THREAD:
+        if threading.get_ident() != threading.main_thread().ident:  # (after a fork too)
             return
         previous = _handlers.getsignal(_SIGINT)
         if callable(previous):
-            _handlers.signal(_SIGINT, self._record)
+            try:
+                _handlers.signal(_SIGINT, self._record)
+            except ValueError:  # not the main interpreter
+                return
             self.previous = previous
 
     def _record(self, signum: int, frame: FrameType | None) -> None:

@@ -95,3 +95,45 @@ def test_ctrl_c_during_a_step_leaves_it_done_or_not_done():
     inside, bad = map(int, run_script(SIGINT_DURING_STEPS, timeout=300).split())
     assert bad == 0, f"{bad} of 60 interrupted steps left a torn state ({inside} inside step)"
     assert inside >= 10, f"only {inside} of 60 interrupts landed inside step()"
+
+
+def test_a_step_in_another_thread_and_the_sigint_handler_are_left_as_they_were():
+    import signal
+    import threading
+
+    handler = signal.getsignal(signal.SIGINT)
+    w = np.zeros(3)
+    opt = Adamax([w])
+    worker = threading.Thread(target=opt.step, args=([np.ones(3)],))
+    worker.start()
+    worker.join(timeout=60)
+    assert opt.steps == {"params[0]": 1}
+    opt.step([np.ones(3)])
+    assert opt.steps == {"params[0]": 2}
+    assert signal.getsignal(signal.SIGINT) is handler
+
+
+HANDLER_RUNS_AFTER_THE_STEP = """
+    import os, signal
+    import numpy as np
+    from adamax_cy import Adamax
+    seen = []
+    signal.signal(signal.SIGINT, lambda signum, frame: seen.append(opt.steps["params[0]"]))
+    w = np.zeros(3)
+    opt = Adamax([w])
+    original = opt._copy_in  # a SIGINT raised by the process itself in mid-load
+    def copy_in(checked):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):
+            pass
+        original(checked)
+    opt._copy_in = copy_in
+    sd = opt.state_dict()
+    sd["state"][0]["step"] = 7
+    opt.load_state_dict(sd)
+    print(seen)
+"""
+
+
+def test_a_sigint_during_a_load_reaches_the_handler_after_the_load():
+    assert run_script(HANDLER_RUNS_AFTER_THE_STEP).strip() == "[7]"
