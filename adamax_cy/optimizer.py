@@ -18,7 +18,7 @@ from . import _checkpoint
 from . import _kernel
 from ._checkpoint import CheckpointError
 from ._defaults import BETA1, BETA2, EPS, GROUP_OPTIONS, LR
-from ._interrupts import deferred_interrupts
+from ._interrupts import deferred_signals
 from ._validation import (
     check_group,
     check_many,
@@ -231,7 +231,9 @@ class Adamax:
         FloatingPointError
             With ``nonfinite="raise"``, a gradient holding an infinity or NaN.
 
-        Nothing is written when an exception is raised.
+        Nothing is written when an exception is raised. A Ctrl-C, or any
+        signal with a Python handler, that arrives while the arrays are being
+        written is handled once the step is complete and counted.
         """
         flat_grads = _flat_grads(grads, self.param_groups, self._names, self._groups_given)
         active = [i for i, grad in enumerate(flat_grads) if grad is not None]
@@ -267,9 +269,9 @@ class Adamax:
                         f"{self._names[active[k]]}: the gradient holds an infinity or NaN "
                         "(nonfinite='raise'); nothing was updated"
                     )
-        # All or nothing for the caller: a Ctrl-C is held back until the
-        # arrays are written and the steps counted.
-        with deferred_interrupts():
+        # All or nothing for the caller: Ctrl-C and other signal handlers
+        # wait until the arrays are written and the steps counted.
+        with deferred_signals():
             for h, positions in calls:
                 run_many(tuple([lst[k] for k in positions] for lst in flat), h)  # type: ignore[arg-type]
             for i in active:
@@ -325,8 +327,8 @@ class Adamax:
 
     def _commit(self, checked: Mapping[str, Any]) -> None:
         # Only copies of checked arrays from here on: nothing below can fail
-        # halfway, and a Ctrl-C waits until they are done.
-        with deferred_interrupts():
+        # halfway, and signal handlers (Ctrl-C's too) wait until they are done.
+        with deferred_signals():
             self._copy_in(checked)
 
     def _copy_in(self, checked: Mapping[str, Any]) -> None:
