@@ -230,16 +230,20 @@ def read_members(
     hold. Nothing is unpickled.
     """
     try:
-        f = open(path, "rb")
+        # Not blocking: opening a named pipe would wait for a writer.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
         raise
     except OSError as e:
         raise CheckpointError(f"{where}: not a readable .npz checkpoint ({e})") from e
-    with f:
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise CheckpointError(f"{where}: not a readable .npz checkpoint (not a regular file)")
+    with os.fdopen(fd, "rb") as f:
         head = f.read(8)
         if head.startswith(b"\x93NUMPY"):
             raise CheckpointError(f"{where}: not an .npz checkpoint (a single .npy array)")
-        size = os.fstat(f.fileno()).st_size
+        size = os.fstat(fd).st_size
         if size > max_bytes:
             raise CheckpointError(
                 f"{where}: {size} bytes, more than a checkpoint of this optimizer's "

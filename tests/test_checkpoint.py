@@ -373,3 +373,31 @@ def test_a_temporary_left_by_kill_9_is_removed_by_a_later_save(tmp_path):
     params, opt = two_groups()
     opt.save(path)
     assert os.listdir(tmp_path) == ["run.ckpt"]
+
+
+LOAD_A_FIFO = """
+    import os, sys
+    import numpy as np
+    from adamax_cy import Adamax, CheckpointError
+    os.mkfifo(sys.argv[1])
+    try:
+        Adamax([np.zeros(3)]).load_state(sys.argv[1])
+    except CheckpointError as e:
+        print(e)
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="named pipes")
+def test_a_named_pipe_or_device_is_refused_without_waiting_for_a_writer(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(LOAD_A_FIFO), str(tmp_path / "pipe")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "not a regular file" in out.stdout
+    with pytest.raises(CheckpointError, match="not a regular file"):
+        Adamax([np.zeros(3)]).load_state("/dev/zero")
