@@ -193,16 +193,6 @@ class Adamax:
         """Each parameter's step count (0 until its first gradient)."""
         return dict(zip(self._names, self._steps))
 
-    def _group_options(self, g: int, t: int) -> dict[str, Any]:
-        """Group ``g``'s options, checked, with ``lr`` evaluated for step ``t``."""
-        group = self.param_groups[g]
-        where = f"param_groups[{g}]: "
-        lr = group["lr"]
-        if callable(lr):
-            lr = lr(t)
-            where += f"the lr schedule at step {t}: "
-        return check_group(group, lr, where)
-
     def step(self, grads: Any) -> bool:
         """Apply one Adamax step to every parameter that has a gradient.
 
@@ -244,7 +234,7 @@ class Adamax:
         for k, i in enumerate(active):
             buckets.setdefault((self._group_of[i], self._steps[i] + 1), []).append(k)
         calls = [
-            (coefficients(t, self._group_options(g, t), num_threads), positions)
+            (coefficients(t, _group_options(self.param_groups[g], g, t), num_threads), positions)
             for (g, t), positions in buckets.items()
         ]
         quadruples = (
@@ -326,22 +316,18 @@ class Adamax:
         )
 
     def _commit(self, checked: Mapping[str, Any]) -> None:
-        # Only copies of checked arrays from here on: nothing below can fail
-        # halfway, and signal handlers (Ctrl-C's too) wait until they are done.
+        # Only copies of checked arrays: nothing below can fail halfway, and
+        # signal handlers (Ctrl-C's too) wait until they are done.
         with deferred_signals():
-            self._copy_in(checked)
-
-    def _copy_in(self, checked: Mapping[str, Any]) -> None:
-        for group, options in zip(self.param_groups, checked["groups"]):
-            group.update(options)
-        for dst, src in zip(self._m, checked["m"]):
-            np.copyto(dst, src, casting="no")
-        for dst, src in zip(self._u, checked["u"]):
-            np.copyto(dst, src, casting="no")
-        if checked["params"] is not None:
-            for dst, src in zip(self._params, checked["params"]):
-                np.copyto(dst, src, casting="no")
-        self._steps = list(checked["steps"])
+            for group, options in zip(self.param_groups, checked["groups"]):
+                group.update(options)
+            pairs = [(self._m, checked["m"]), (self._u, checked["u"])]
+            if checked["params"] is not None:
+                pairs.append((self._params, checked["params"]))
+            for destinations, sources in pairs:
+                for dst, src in zip(destinations, sources):
+                    np.copyto(dst, src, casting="no")
+            self._steps = list(checked["steps"])
 
     # ----------------------------------------------------------- checkpoints
 
@@ -349,11 +335,9 @@ class Adamax:
         """Write a checkpoint atomically: the old file or the new one, never a torn one.
 
         The ``.npz`` is written to a temporary file in the same folder,
-        flushed and fsynced, renamed over ``path`` (:func:`os.replace`), and
-        the folder is fsynced. A failure at any point leaves any previous
-        checkpoint at ``path`` as it was and removes the temporary file. The
-        temporary files that killed processes left for ``path`` (untouched
-        for a minute, their process gone) are removed.
+        fsynced and renamed over ``path``; a failure leaves any previous
+        checkpoint at ``path`` as it was. Temporary files that killed
+        processes left for ``path`` (untouched for a minute) are removed.
 
         Parameters
         ----------
@@ -561,3 +545,13 @@ def _flat_grads(
         else:
             raise ValueError(f"grads[{g}] must hold {size} gradients (or None)")
     return flat
+
+
+def _group_options(group: Mapping[str, Any], g: int, t: int) -> dict[str, Any]:
+    """Group ``g``'s options, checked, with ``lr`` evaluated for step ``t``."""
+    where = f"param_groups[{g}]: "
+    lr = group["lr"]
+    if callable(lr):
+        lr = lr(t)
+        where += f"the lr schedule at step {t}: "
+    return check_group(group, lr, where)
