@@ -348,7 +348,7 @@ def _parse_meta(data: Mapping[str, np.ndarray], where: str) -> tuple[Any, list[A
             meta["steps"],
             meta["has_params"],
         )
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, RecursionError) as e:  # (deep nesting)
         raise CheckpointError(f"{where}: unreadable metadata ({_cut(repr(e))})") from None
     if version != VERSION:
         raise CheckpointError(

@@ -401,3 +401,14 @@ def test_a_named_pipe_or_device_is_refused_without_waiting_for_a_writer(tmp_path
     assert "not a regular file" in out.stdout
     with pytest.raises(CheckpointError, match="not a regular file"):
         Adamax([np.zeros(3)]).load_state("/dev/zero")
+
+
+def test_deeply_nested_metadata_is_a_checkpoint_error(saved):
+    with np.load(saved) as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays["meta"] = np.array("[" * 100_000 + "]" * 100_000)
+    path = saved.with_name("nested.npz")
+    np.savez(path, **arrays)
+    params, opt = two_groups(seed=7)
+    with pytest.raises(CheckpointError, match="unreadable metadata"):
+        opt.load_state(path)
