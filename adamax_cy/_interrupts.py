@@ -12,11 +12,25 @@ try:  # the C functions under the signal module, without its enum conversions (~
 except ImportError:  # pragma: no cover - not CPython
     _handlers = signal  # type: ignore[no-redef]
 
-#: Every signal a Python handler may be installed for.
+#: The signals a Python handler may be installed for, but the real-time ones
+#: (looked up at every step, so kept to the ones programs use).
 _SIGNALS = tuple(
     int(s) for s in signal.valid_signals()
     if s not in {getattr(signal, "SIGKILL", None), getattr(signal, "SIGSTOP", None)}
+    and not getattr(signal, "SIGRTMIN", 1 << 30) <= s <= getattr(signal, "SIGRTMAX", -1)
 )
+_getsignal = _handlers.getsignal
+#: The handlers last seen, and which of the signals have Python handlers then.
+_seen: tuple[list[Any], tuple[int, ...]] = ([], ())
+
+
+def _python_handled() -> tuple[int, ...]:
+    """The signals whose handler is a Python callable now."""
+    global _seen
+    handlers = list(map(_getsignal, _SIGNALS))
+    if handlers != _seen[0]:
+        _seen = (handlers, tuple(s for s, h in zip(_SIGNALS, handlers) if callable(h)))
+    return _seen[1]
 
 
 class deferred_signals:
@@ -39,14 +53,13 @@ class deferred_signals:
         self.received: list[tuple[int, FrameType | None]] = []
         if threading.get_ident() != threading.main_thread().ident:  # (after a fork too)
             return
-        for signum in _SIGNALS:
-            handler = _handlers.getsignal(signum)
-            if callable(handler):
-                try:
-                    _handlers.signal(signum, self._record)
-                except ValueError:  # not the main interpreter
-                    return
-                self.previous[signum] = handler
+        for signum in _python_handled():
+            handler = _getsignal(signum)
+            try:
+                _handlers.signal(signum, self._record)
+            except ValueError:  # not the main interpreter
+                return
+            self.previous[signum] = handler
 
     def _record(self, signum: int, frame: FrameType | None) -> None:
         self.received.append((signum, frame))
