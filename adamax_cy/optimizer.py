@@ -18,7 +18,7 @@ from . import _checkpoint
 from . import _kernel
 from ._checkpoint import CheckpointError
 from ._defaults import BETA1, BETA2, EPS, GROUP_OPTIONS, LR
-from ._interrupts import deferred_interrupts
+from ._interrupts import deferred_signals
 from ._validation import (
     check_group,
     check_many,
@@ -193,16 +193,6 @@ class Adamax:
         """Each parameter's step count (0 until its first gradient)."""
         return dict(zip(self._names, self._steps))
 
-    def _group_options(self, g: int, t: int) -> dict[str, Any]:
-        """Group ``g``'s options, checked, with ``lr`` evaluated for step ``t``."""
-        group = self.param_groups[g]
-        where = f"param_groups[{g}]: "
-        lr = group["lr"]
-        if callable(lr):
-            lr = lr(t)
-            where += f"the lr schedule at step {t}: "
-        return check_group(group, lr, where)
-
     def step(self, grads: Any) -> bool:
         """Apply one Adamax step to every parameter that has a gradient.
 
@@ -231,7 +221,9 @@ class Adamax:
         FloatingPointError
             With ``nonfinite="raise"``, a gradient holding an infinity or NaN.
 
-        Nothing is written when an exception is raised.
+        Nothing is written when an exception is raised. A Ctrl-C, or any
+        signal with a Python handler, that arrives while the arrays are being
+        written is handled once the step is complete and counted.
         """
         flat_grads = _flat_grads(grads, self.param_groups, self._names, self._groups_given)
         active = [i for i, grad in enumerate(flat_grads) if grad is not None]
@@ -242,7 +234,7 @@ class Adamax:
         for k, i in enumerate(active):
             buckets.setdefault((self._group_of[i], self._steps[i] + 1), []).append(k)
         calls = [
-            (coefficients(t, self._group_options(g, t), num_threads), positions)
+            (coefficients(t, _group_options(self.param_groups[g], g, t), num_threads), positions)
             for (g, t), positions in buckets.items()
         ]
         quadruples = (
@@ -267,9 +259,9 @@ class Adamax:
                         f"{self._names[active[k]]}: the gradient holds an infinity or NaN "
                         "(nonfinite='raise'); nothing was updated"
                     )
-        # All or nothing for the caller: a Ctrl-C is held back until the
-        # arrays are written and the steps counted.
-        with deferred_interrupts():
+        # All or nothing for the caller: Ctrl-C and other signal handlers
+        # wait until the arrays are written and the steps counted.
+        with deferred_signals():
             for h, positions in calls:
                 run_many(tuple([lst[k] for k in positions] for lst in flat), h)  # type: ignore[arg-type]
             for i in active:
@@ -324,22 +316,18 @@ class Adamax:
         )
 
     def _commit(self, checked: Mapping[str, Any]) -> None:
-        # Only copies of checked arrays from here on: nothing below can fail
-        # halfway, and a Ctrl-C waits until they are done.
-        with deferred_interrupts():
-            self._copy_in(checked)
-
-    def _copy_in(self, checked: Mapping[str, Any]) -> None:
-        for group, options in zip(self.param_groups, checked["groups"]):
-            group.update(options)
-        for dst, src in zip(self._m, checked["m"]):
-            np.copyto(dst, src, casting="no")
-        for dst, src in zip(self._u, checked["u"]):
-            np.copyto(dst, src, casting="no")
-        if checked["params"] is not None:
-            for dst, src in zip(self._params, checked["params"]):
-                np.copyto(dst, src, casting="no")
-        self._steps = list(checked["steps"])
+        # Only copies of checked arrays: nothing below can fail halfway, and
+        # signal handlers (Ctrl-C's too) wait until they are done.
+        with deferred_signals():
+            for group, options in zip(self.param_groups, checked["groups"]):
+                group.update(options)
+            pairs = [(self._m, checked["m"]), (self._u, checked["u"])]
+            if checked["params"] is not None:
+                pairs.append((self._params, checked["params"]))
+            for destinations, sources in pairs:
+                for dst, src in zip(destinations, sources):
+                    np.copyto(dst, src, casting="no")
+            self._steps = list(checked["steps"])
 
     # ----------------------------------------------------------- checkpoints
 
@@ -347,9 +335,9 @@ class Adamax:
         """Write a checkpoint atomically: the old file or the new one, never a torn one.
 
         The ``.npz`` is written to a temporary file in the same folder,
-        flushed and fsynced, renamed over ``path`` (:func:`os.replace`), and
-        the folder is fsynced. A failure at any point leaves any previous
-        checkpoint at ``path`` as it was and removes the temporary file.
+        fsynced and renamed over ``path``; a failure leaves any previous
+        checkpoint at ``path`` as it was. Temporary files that killed
+        processes left for ``path`` (untouched for a minute) are removed.
 
         Parameters
         ----------
@@ -557,3 +545,13 @@ def _flat_grads(
         else:
             raise ValueError(f"grads[{g}] must hold {size} gradients (or None)")
     return flat
+
+
+def _group_options(group: Mapping[str, Any], g: int, t: int) -> dict[str, Any]:
+    """Group ``g``'s options, checked, with ``lr`` evaluated for step ``t``."""
+    where = f"param_groups[{g}]: "
+    lr = group["lr"]
+    if callable(lr):
+        lr = lr(t)
+        where += f"the lr schedule at step {t}: "
+    return check_group(group, lr, where)
