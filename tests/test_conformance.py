@@ -395,7 +395,7 @@ def test_options_held_fixed_are_judged_by_the_references_own_result(options, dty
 
 
 def test_the_command_line_accepts_an_option_held_fixed(capsys, seed):
-    from adamax_cy._conform_cli import main
+    from adamax_cy.cli.conform import main
 
     argv = ["adamax_cy:adamax_step", "--option", "weight_decay=0.01", "--max-examples", "5", "--seed", str(seed)]
     assert main(argv) == 0, capsys.readouterr().out
