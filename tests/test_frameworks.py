@@ -24,7 +24,7 @@ def numpy_step(*, lerp: bool = False, flush: bool = False, float32_bias_correcti
         def r(x):
             x = np.asarray(x, dtype=dtype)
             if flush:
-                x = np.where(np.abs(x) < np.finfo(dtype).tiny, np.zeros_like(x) * np.sign(x), x)
+                x = np.where(np.abs(x) < np.finfo(dtype).tiny, np.copysign(np.zeros_like(x), x), x)
             return x
 
         with np.errstate(all="ignore"):
