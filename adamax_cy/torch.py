@@ -164,9 +164,9 @@ class Adamax(torch.optim.Optimizer):
     How the compiled paths compare with ``torch.optim.Adamax``: the same
     formulas in a different rounding sequence. ``exp_inf`` is bitwise equal
     to torch's without weight decay; with ``weight_decay`` it can differ by
-    one rounding of ``|grad + weight_decay * param|`` (torch may fuse that
-    product and sum into one operation, the kernel rounds the product
-    first). ``exp_avg`` and the parameter agree with torch's to within a few
+    up to one ulp of ``|grad| + weight_decay * |param|`` (torch may fuse the
+    product and the sum of ``grad + weight_decay * param`` into one
+    operation; the kernel rounds the product first). ``exp_avg`` and the parameter agree with torch's to within a few
     ulp per step. Step counters must be whole numbers below 2**63 - 1; the
     storage of the state tensors on the table path cannot be resized
     (``resize_``) while the optimizer holds them. Within a group, parameters
