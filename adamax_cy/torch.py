@@ -30,6 +30,7 @@ __all__ = ["Adamax", "time_step"]
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
 #: The dtypes the compiled kernel computes (complex ones as their real views).
 KERNEL_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
+_KERNEL_DTYPE_SET = frozenset(KERNEL_DTYPES)
 
 #: The keyword arguments of ``torch.optim.Adamax`` that select how torch
 #: computes the step, with torch's defaults (restored on unpickling).
@@ -396,17 +397,18 @@ class Adamax(torch.optim.Optimizer):
         where = f"param_groups[{i}]"
         work = _GeneralStep(group, self.convention, self.num_threads, where)
         simple = True
+        state_of = self.state
         for j, p in enumerate(group["params"]):
             g = p.grad
             if g is None:
                 continue
-            here = f"{where}['params'][{j}]"
             if g.layout is not torch.strided:
-                raise RuntimeError(f"{here}: Adamax does not support sparse gradients (the gradient is {g.layout})")
-            if p.is_inference():
-                _check_tensor(p, "the parameter", here)  # raises
-            state = self._state_of(p, group)
-            simple = work.add(p, g, state, here) and simple
+                raise RuntimeError(f"{where}['params'][{j}]: Adamax does not support sparse gradients "
+                                   f"(the gradient is {g.layout})")
+            state = state_of.get(p)
+            if not state:
+                state = self._new_state(p, group)
+            simple = work.add(j, p, g, state) and simple
         if simple:
             self._general.pop(i, None)
         else:
@@ -414,18 +416,17 @@ class Adamax(torch.optim.Optimizer):
         self._groups_disjoint = False
         return work.finish()
 
-    def _state_of(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
-        """Parameter ``p``'s state, made as torch makes it on first use."""
+    def _new_state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
+        """Parameter ``p``'s state on first use, made as torch makes it."""
         had_entry = p in self.state
         state = self.state[p]
-        if len(state) == 0:
-            self._new_states.append((p, had_entry))
-            state["step"] = (
-                torch.zeros((), dtype=_scalar_dtype(), device=p.device) if group.get("capturable")
-                else torch.tensor(0.0, dtype=_scalar_dtype())
-            )
-            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["exp_inf"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        self._new_states.append((p, had_entry))
+        state["step"] = (
+            torch.zeros((), dtype=_scalar_dtype(), device=p.device) if group.get("capturable")
+            else torch.tensor(0.0, dtype=_scalar_dtype())
+        )
+        state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["exp_inf"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         return state
 
     def _check_groups_disjoint(self) -> None:
@@ -697,35 +698,39 @@ class _GeneralStep:
         self.kernel: dict[int, tuple[list[Any], list[Any], list[Any], list[Any]]] = {}
         self.steps: list[torch.Tensor] = []
         self.written: list[tuple[torch.Tensor, ...]] = []
-        self.labels: list[str] = []
         self.torch_lists: tuple[list[torch.Tensor], ...] = ([], [], [], [], [])
-        self.has_complex = False
 
-    def add(self, p: torch.Tensor, g: torch.Tensor, state: dict[str, Any], where: str) -> bool:
-        """Route parameter ``p``; whether the table would take it (and its state) as it is."""
+    def add(self, j: int, p: torch.Tensor, g: torch.Tensor, state: dict[str, Any]) -> bool:
+        """Route parameter ``j``, ``p``; whether the table would take it (and its state) as it is."""
         views = None
-        if self.options is not None:
-            step = state["step"]
-            if not (isinstance(step, torch.Tensor) and step.numel() == 1 and _is_plain_cpu(step)
-                    and step.dtype in SUPPORTED_DTYPES and not step.is_inference()):
-                step = state["step"] = torch.tensor(float(step), dtype=_scalar_dtype())
+        if self.options is not None and p.dtype in _KERNEL_DTYPE_SET and p.is_cpu:
             views = self._local(p, g, state["exp_avg"], state["exp_inf"])
         if views is None:
             if self.convention != "torch":
                 raise ValueError(
-                    f"{where}: this parameter ({p.dtype} on {p.device}) is stepped by torch's "
-                    "implementation, which computes convention='torch' only"
+                    f"{self.where}['params'][{j}]: this parameter ({p.dtype} on {p.device}) is "
+                    "stepped by torch's implementation, which computes convention='torch' only"
                 )
-            for out, t in zip(self.torch_lists, (p, g, state["exp_avg"], state["exp_inf"], state["step"])):
-                out.append(t)
-            self.has_complex |= p.is_complex()
+            params, grads, exp_avgs, exp_infs, steps = self.torch_lists
+            params.append(p)
+            grads.append(g)
+            exp_avgs.append(state["exp_avg"])
+            exp_infs.append(state["exp_inf"])
+            steps.append(state["step"])
             return False
+        where = f"{self.where}['params'][{j}]"
+        _check_tensor(p, "the parameter", where)
+        _check_tensor(state["exp_avg"], "state['exp_avg']", where)
+        _check_tensor(state["exp_inf"], "state['exp_inf']", where)
+        step = state["step"]
+        if not (isinstance(step, torch.Tensor) and step.numel() == 1 and _is_plain_cpu(step)
+                and step.dtype in SUPPORTED_DTYPES and not step.is_inference()):
+            step = state["step"] = torch.tensor(float(step), dtype=_scalar_dtype())
         _step_count(float(step), where)
         t = int(step.item()) + 1
         lp, lg, lm, lu = views
         self.steps.append(step)
         self.written.append((lp, lm, lu))
-        self.labels.append(where)
         if lp.numel():
             for out, a in zip(self.kernel.setdefault(t, ([], [], [], [])), views):
                 out.append(_flat(a))
@@ -758,7 +763,7 @@ class _GeneralStep:
                     and t.dtype == p.dtype and t.shape == p.shape):
                 return None
         for t in (p, exp_avg, exp_inf):
-            if t.is_conj() or t.is_neg() or not _same_layout(t, p) or t.is_inference():
+            if t.is_conj() or t.is_neg() or not _same_layout(t, p):
                 return None
         if g.is_conj() or g.is_neg() or not _same_layout(g, p):
             g = torch.empty_like(p, memory_format=torch.preserve_format).copy_(g.detach())
@@ -783,19 +788,21 @@ class _GeneralStep:
                 )
             for step in self.steps:
                 step += 1
-        if self.torch_lists[0]:
+        params, grads, exp_avgs, exp_infs, steps = self.torch_lists
+        if params:
             group = self.group
             beta1, beta2 = group["betas"]
+            has_complex = any(p.is_complex() for p in params)
             differentiable = group.get("differentiable", False)
             with torch.set_grad_enabled(bool(differentiable)):
-                params, grads, exp_avgs, exp_infs, steps = self.torch_lists
                 torch_adamax(
-                    params, grads, exp_avgs, exp_infs, steps, eps=group["eps"], beta1=beta1, beta2=beta2, lr=group["lr"],
-                    weight_decay=group["weight_decay"], foreach=group.get("foreach"),
+                    params, grads, exp_avgs, exp_infs, steps, eps=group["eps"], beta1=beta1,
+                    beta2=beta2, lr=group["lr"], weight_decay=group["weight_decay"],
+                    foreach=group.get("foreach"),
                     maximize=group["maximize"], differentiable=differentiable,
-                    capturable=group.get("capturable", False), has_complex=self.has_complex,
+                    capturable=group.get("capturable", False), has_complex=has_complex,
                 )
-        return [t for ts in self.written for t in ts[:1] if not t.is_inference()]
+        return [ts[0] for ts in self.written]
 
 
 def time_step(
