@@ -668,15 +668,13 @@ def _dense_layout(t: torch.Tensor) -> bool:
 
 def _same_layout(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Whether ``a`` and ``b`` (of one shape) lay out their elements alike."""
-    return all(x == y for x, y, s in zip(a.stride(), b.stride(), b.shape) if s != 1)
+    sa, sb = a.stride(), b.stride()
+    return sa == sb or all(x == y for x, y, s in zip(sa, sb, b.shape) if s != 1)
 
 
-def _flat(t: torch.Tensor) -> Any:
-    """A 1-D NumPy view of a dense tensor in storage order (complex as real pairs)."""
-    t = t.detach()
-    if t.is_complex():
-        t = torch.view_as_real(t)
-    return t.as_strided((t.numel(),), (1,)).numpy()
+def _flat(t: torch.Tensor, n: int) -> Any:
+    """A 1-D NumPy view of a dense real tensor of ``n`` elements, in storage order."""
+    return t.detach().as_strided((n,), (1,)).numpy()
 
 
 class _GeneralStep:
@@ -718,23 +716,30 @@ class _GeneralStep:
             exp_infs.append(state["exp_inf"])
             steps.append(state["step"])
             return False
-        where = f"{self.where}['params'][{j}]"
-        _check_tensor(p, "the parameter", where)
-        _check_tensor(state["exp_avg"], "state['exp_avg']", where)
-        _check_tensor(state["exp_inf"], "state['exp_inf']", where)
-        step = state["step"]
-        if not (isinstance(step, torch.Tensor) and step.numel() == 1 and _is_plain_cpu(step)
-                and step.dtype in SUPPORTED_DTYPES and not step.is_inference()):
+        exp_avg, exp_inf, step = state["exp_avg"], state["exp_inf"], state["step"]
+        if p.is_inference() or exp_avg.is_inference() or exp_inf.is_inference():
+            where = f"{self.where}['params'][{j}]"
+            _check_tensor(p, "the parameter", where)
+            _check_tensor(exp_avg, "state['exp_avg']", where)
+            _check_tensor(exp_inf, "state['exp_inf']", where)
+        if not (type(step) is torch.Tensor and step.is_cpu and step.dtype in SUPPORTED_DTYPES
+                and step.numel() == 1 and step.layout is torch.strided and not step.is_inference()):
             step = state["step"] = torch.tensor(float(step), dtype=_scalar_dtype())
-        _step_count(float(step), where)
-        t = int(step.item()) + 1
+        value = step.item()
+        if not (math.isfinite(value) and value == int(value) and 0 <= value < 2**63 - 1):
+            _step_count(value, f"{self.where}['params'][{j}]")  # raises
         lp, lg, lm, lu = views
         self.steps.append(step)
         self.written.append((lp, lm, lu))
-        if lp.numel():
-            for out, a in zip(self.kernel.setdefault(t, ([], [], [], [])), views):
-                out.append(_flat(a))
-        return _for_table(p) and _for_table(state["exp_avg"]) and _for_table(state["exp_inf"])
+        n = lp.numel()
+        if n:
+            real: tuple[torch.Tensor, ...] = views
+            if lp.is_complex():
+                real = tuple(torch.view_as_real(a.detach()) for a in views)
+                n *= 2
+            for out, a in zip(self.kernel.setdefault(int(value) + 1, ([], [], [], [])), real):
+                out.append(_flat(a, n))
+        return _for_table(p) and _for_table(exp_avg) and _for_table(exp_inf)
 
     @staticmethod
     def _local(p: Any, g: Any, exp_avg: Any, exp_inf: Any
@@ -755,12 +760,13 @@ class _GeneralStep:
             with torch.no_grad():
                 tensors = tuple(t.to_local().detach() for t in tensors)
             p, g, exp_avg, exp_inf = tensors
-        if not (_is_plain(p) and p.device.type == "cpu" and p.layout is torch.strided
-                and p.dtype in KERNEL_DTYPES and _dense_layout(p)):
+        if not (_is_plain(p) and p.is_cpu and p.layout is torch.strided
+                and p.dtype in _KERNEL_DTYPE_SET and (p.is_contiguous() or _dense_layout(p))):
             return None
+        dtype, shape = p.dtype, p.shape
         for t in tensors:
-            if not (_is_plain(t) and t.device == p.device and t.layout is torch.strided
-                    and t.dtype == p.dtype and t.shape == p.shape):
+            if not (_is_plain(t) and t.is_cpu and t.layout is torch.strided
+                    and t.dtype == dtype and t.shape == shape):
                 return None
         for t in (p, exp_avg, exp_inf):
             if t.is_conj() or t.is_neg() or not _same_layout(t, p):
@@ -786,8 +792,8 @@ class _GeneralStep:
                     weight_decay=o["weight_decay"], maximize=o["maximize"],
                     convention=self.convention, num_threads=self.num_threads,
                 )
-            for step in self.steps:
-                step += 1
+            if self.steps:
+                torch._foreach_add_(self.steps, 1)
         params, grads, exp_avgs, exp_infs, steps = self.torch_lists
         if params:
             group = self.group

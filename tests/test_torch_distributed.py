@@ -12,6 +12,7 @@ import contextlib
 import copy
 import multiprocessing
 import os
+import time
 import unittest.mock
 
 import pytest
@@ -24,11 +25,13 @@ if not dist.is_available():  # pragma: no cover - torch built without distribute
 from adamax_cy.torch import Adamax  # noqa: E402
 from test_torch_optimizer import assert_torch_step  # noqa: E402
 
-#: Seconds a test waits for its processes: starting two interpreters that
-#: import torch, on a busy machine, is most of it.
-JOIN_SECONDS = 240
-#: Seconds a collective waits for the other process before failing.
-COLLECTIVE_SECONDS = 120
+#: Seconds a test waits for its processes, all together. Starting two
+#: interpreters that import torch is most of it: on a loaded 2-core machine
+#: (load average 13) one DDP run took up to 200 s, against 10 s when idle.
+JOIN_SECONDS = 480
+#: Seconds a collective (the rendezvous included) waits for the other
+#: process: one of them may start long after the other on a loaded machine.
+COLLECTIVE_SECONDS = 300
 
 
 @contextlib.contextmanager
@@ -54,13 +57,15 @@ def _run(tmp_path, target, world_size=2, *args):
     ctx = multiprocessing.get_context("spawn")
     outs = [tmp_path / f"rank{r}.pt" for r in range(world_size)]
     store = tmp_path / "store"
-    procs = [ctx.Process(target=target, args=(r, world_size, str(store), str(outs[r]), *args))
+    procs = [ctx.Process(target=target, args=(r, world_size, str(store), str(outs[r]), *args),
+                         daemon=True)
              for r in range(world_size)]
     try:
         for p in procs:
             p.start()
+        deadline = time.monotonic() + JOIN_SECONDS
         for p in procs:
-            p.join(JOIN_SECONDS)
+            p.join(max(0.0, deadline - time.monotonic()))
         alive = [p.pid for p in procs if p.is_alive()]
         assert not alive, f"distributed workers {alive} did not finish in {JOIN_SECONDS} s"
         assert [p.exitcode for p in procs] == [0] * world_size
