@@ -312,7 +312,7 @@ class Adamax(torch.optim.Optimizer):
         try:
             prepared = [w for i, group in enumerate(self.param_groups) if (w := self._prepare(i, group))]
             if n_groups > 1 and not self._groups_disjoint:
-                self._check_groups_disjoint()
+                self._check_groups_disjoint(prepared)
         except BaseException:
             self._forget_new_states()
             raise
@@ -413,7 +413,8 @@ class Adamax(torch.optim.Optimizer):
             self._general.pop(i, None)
         else:
             self._general[i] = group
-        self._groups_disjoint = False
+        if work.steps:  # the kernel writes in this group
+            self._groups_disjoint = False
         return work.finish()
 
     def _new_state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
@@ -429,11 +430,13 @@ class Adamax(torch.optim.Optimizer):
         state["exp_inf"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         return state
 
-    def _check_groups_disjoint(self) -> None:
-        """No tensor a step writes in one group overlaps one written in another.
+    def _check_groups_disjoint(self, prepared: Sequence[Any]) -> None:
+        """No tensor the kernel writes in one group overlaps one it writes in another.
 
         A tensor in two groups (appended to their lists directly, which
-        ``add_param_group`` refuses) would be stepped twice with one state.
+        ``add_param_group`` refuses) would be stepped twice with one state,
+        both times with the coefficients of the first. (Torch's own
+        implementation reads each state as it steps, as torch does.)
         """
         written: list[tuple[str, tuple[torch.Tensor, ...]]] = []
         for i, group in enumerate(self.param_groups):
@@ -442,12 +445,10 @@ class Adamax(torch.optim.Optimizer):
                 index = {id(p): j for j, p in enumerate(group["params"])}
                 written.extend((f"param_groups[{i}]['params'][{index.get(id(ts[0]), '?')}]", ts)
                                for ts in plan.table.written())
-            elif self._general.get(i) is group or _torch_flags(group):
-                for j, p in enumerate(group["params"]):
-                    st = self.state.get(p)
-                    if p.grad is not None and st and _is_plain_cpu(p):
-                        written.append((f"param_groups[{i}]['params'][{j}]",
-                                        (p, st["exp_avg"], st["exp_inf"])))
+        for work in prepared:
+            if isinstance(work, _GeneralStep):
+                written.extend((f"{work.where}['params'][{j}]", ts)
+                               for j, ts in zip(work.indices, work.written))
         _check_disjoint([ts for _, ts in written], "param_groups", [w for w, _ in written])
         self._groups_disjoint = True
 
@@ -695,7 +696,8 @@ class _GeneralStep:
         self.options = None if _torch_flags(group) else _group_options(group, convention, f"{where}: ")
         self.kernel: dict[int, tuple[list[Any], list[Any], list[Any], list[Any]]] = {}
         self.steps: list[torch.Tensor] = []
-        self.written: list[tuple[torch.Tensor, ...]] = []
+        self.written: list[tuple[torch.Tensor, ...]] = []  # by the kernel
+        self.indices: list[int] = []  # of the parameters in written
         self.torch_lists: tuple[list[torch.Tensor], ...] = ([], [], [], [], [])
 
     def add(self, j: int, p: torch.Tensor, g: torch.Tensor, state: dict[str, Any]) -> bool:
@@ -731,6 +733,7 @@ class _GeneralStep:
         lp, lg, lm, lu = views
         self.steps.append(step)
         self.written.append((lp, lm, lu))
+        self.indices.append(j)
         n = lp.numel()
         if n:
             real: tuple[torch.Tensor, ...] = views

@@ -516,3 +516,19 @@ def test_docstring_examples_and_paths_are_documented():
     for words in ("Compiled, one call per parameter group", "Compiled, through flat views",
                   "torch's implementation", "DTensor", "float16 and bfloat16", "channels_last"):
         assert words in doc
+
+
+def test_one_tensor_in_two_groups_on_torch_implementation_is_stepped_as_torch_steps_it():
+    def run(cls):
+        p = torch.nn.Parameter(torch.tensor([-1.0, 0.5], dtype=torch.bfloat16))
+        opt = cls([{"params": [p]}, {"params": [], "lr": 0.5}])
+        opt.param_groups[1]["params"].append(p)
+        for _ in range(2):
+            p.grad = torch.ones(2, dtype=torch.bfloat16)
+            opt.step()
+        return p.detach(), opt.state[p]
+
+    (p_ref, s_ref), (p_ours, s_ours) = run(torch.optim.Adamax), run(Adamax)
+    assert torch.equal(p_ref, p_ours) and float(s_ours["step"]) == 4
+    for key in s_ref:
+        assert torch.equal(s_ref[key], s_ours[key])
