@@ -3,7 +3,8 @@
 Environment variables:
 
 ADAMAX_CY_OPENMP   "0" builds serially, "1" requires OpenMP; unset probes for it.
-ADAMAX_CY_DEBUG    "1" turns bounds checking and initialisation checks back on.
+ADAMAX_CY_DEBUG    "1" turns bounds checking and initialisation checks back on,
+                   and keeps debug information in the modules.
 ADAMAX_CY_NATIVE   "1" compiles for this machine's CPU (-march=native): faster,
                    but the build is no longer portable to older CPUs.
 ADAMAX_CY_LEVELS   "0" builds the element loops for the baseline only; by
@@ -108,7 +109,11 @@ def compile_flags():
     flags = ["-O3", "-ffp-contract=off", "-fno-math-errno"]
     if NATIVE:
         flags.append("-march=native")
-    return flags, []
+    if DEBUG:
+        return flags, []
+    # Lean modules: no debug information, and on Linux no symbol table
+    # beyond the dynamic symbols Python needs (together about a sixth of the size).
+    return flags + ["-g0"], (["-s"] if sys.platform.startswith("linux") else [])
 
 
 def accepts(flags):
@@ -160,7 +165,15 @@ extensions = [
         + [("ADAMAX_CY_CFLAGS", '"' + " ".join(cflags) + '"')],
         extra_compile_args=cflags,
         extra_link_args=ldflags,
-    )
+    ),
+    # The PyTorch optimizer's table (cimports the kernel; no OpenMP of its own).
+    Extension(
+        "adamax_cy._tensor_table",
+        ["adamax_cy/_tensor_table.pyx"],
+        define_macros=define_macros,
+        extra_compile_args=cflags,
+        extra_link_args=ldflags,
+    ),
 ] + [
     Extension(
         f"adamax_cy._loops_{name}",

@@ -14,6 +14,7 @@ torch.Adamax         a torch.optim.Optimizer running the compiled step (imports
                      torch; ``pip install adamax_cy[torch]``)
 """
 
+from . import _source_check  # noqa: F401  (first: a clear error from an unbuilt checkout)
 from ._config import openmp_enabled, show_config
 from ._defaults import DEFAULTS
 from ._version import __version__

@@ -1,8 +1,10 @@
-"""The default hyperparameters: the one definition every layer reads."""
+"""Defaults, conventions and limits: the one definition every layer reads."""
 
 from __future__ import annotations
 
 from types import MappingProxyType
+
+import numpy as np
 
 #: The paper's defaults (SPEC.md): learning rate, decay rates and epsilon.
 DEFAULTS = MappingProxyType({"lr": 0.002, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8})
@@ -15,3 +17,24 @@ EPS: float = DEFAULTS["eps"]
 #: ``"spec"``: eps added to u in the denominator (SPEC.md, Keras, TensorFlow).
 #: ``"torch"``: eps inside the max, denominator u (PyTorch, Optax).
 CONVENTIONS = ("spec", "torch")
+
+#: Step counts are whole numbers from 1 to ``MAX_STEP - 1``: beta1**t needs t
+#: as a double (and the kernel as a C long long); far beyond any training run.
+MAX_STEP = 2**63
+
+#: The dtypes the kernel updates (native byte order only).
+SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+#: What :class:`adamax_cy.Adamax` may do with a gradient holding an infinity or NaN.
+NONFINITE = ("propagate", "raise", "skip")
+
+#: The options a parameter group of :class:`adamax_cy.Adamax` holds (besides ``"params"``).
+GROUP_OPTIONS = (
+    "lr",
+    "betas",
+    "eps",
+    "weight_decay",
+    "decoupled_weight_decay",
+    "maximize",
+    "convention",
+)

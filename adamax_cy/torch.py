@@ -14,17 +14,17 @@ Importing this module imports torch; nothing else in :mod:`adamax_cy` does.
 from __future__ import annotations
 
 import math
-import timeit
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from torch.optim.adamax import adamax as torch_adamax
 
-from ._defaults import BETA1, BETA2, EPS, LR
-from . import _kernel
-from .api import adamax_step_many, check_convention, check_num_threads, check_options
+from ._defaults import BETA1, BETA2, EPS, LR, MAX_STEP
+from . import _tensor_table
+from ._validation import check_betas, check_convention, check_num_threads, check_options
+from .api import adamax_step_many
 
-__all__ = ["Adamax", "time_step"]
+__all__ = ["Adamax"]
 
 #: The dtypes of the table (the path of plain contiguous parameters).
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
@@ -47,7 +47,7 @@ def _scalar_dtype() -> torch.dtype:
 
 
 class _GroupPlan:
-    """A parameter group's compiled table, and its callbacks for what changed."""
+    """A parameter group's compiled table, and the Python side of what changed."""
 
     def __init__(self, group: dict[str, Any], where: str,
                  new_states: list[tuple[torch.Tensor, bool]]) -> None:
@@ -55,7 +55,24 @@ class _GroupPlan:
         self.where = where
         self.new_states = new_states  # the optimizer's record of the states a step created
         params = list(group["params"])
-        self.table = _kernel.TensorTable(params, torch.utils.dlpack.to_dlpack)
+        self.table = _tensor_table.TensorTable(params, torch.utils.dlpack.to_dlpack)
+
+    def gather(self, params: list[torch.Tensor], state_of: dict[torch.Tensor, Any]) -> int:
+        """The table's gather, with what changed checked and recorded; -1 for a new table."""
+        table = self.table
+        found = table.gather(params, state_of)
+        if found > 0 and table.stale:
+            for j in table.stale:
+                self.refresh_entry(j, params[j], state_of)
+            found = table.gather(params, state_of)
+            if table.stale:
+                raise RuntimeError(f"{self.where}: the parameters changed during the step")
+        for j in table.to_copy:
+            g = params[j].grad
+            if g is None:
+                raise RuntimeError(f"{self.where}: a gradient was removed during the step")
+            self.refresh_grad(j, params[j], g)
+        return found
 
     def refresh_entry(self, j: int, p: torch.Tensor, state_of: dict[torch.Tensor, Any]) -> None:
         """Check parameter ``j`` and its state (created if need be) and record them."""
@@ -334,7 +351,7 @@ class Adamax(torch.optim.Optimizer):
 
     def _prepare(
         self, i: int, group: dict[str, Any]
-    ) -> tuple[_kernel.TensorTable, list[torch.Tensor]] | _GeneralStep | None:
+    ) -> tuple[_tensor_table.TensorTable, list[torch.Tensor]] | _GeneralStep | None:
         """Check group ``i`` and compute its coefficients.
 
         Returns its table and the parameters the step will write (all of the
@@ -358,10 +375,10 @@ class Adamax(torch.optim.Optimizer):
         if type(params) is not list:
             params = list(params)
         try:
-            found = plan.table.gather(params, self.state, plan.refresh_entry, plan.refresh_grad)
+            found = plan.gather(params, self.state)
             if found < 0:  # the group's parameters were changed
                 plan = self._plans[i] = _GroupPlan(group, where, self._new_states)
-                found = plan.table.gather(params, self.state, plan.refresh_entry, plan.refresh_grad)
+                found = plan.gather(params, self.state)
         except _NotForTable:
             return self._prepare_general(i, group)
         if found == 0:
@@ -463,8 +480,8 @@ class Adamax(torch.optim.Optimizer):
 
 
 def _step_count(value: float, where: str) -> None:
-    """A step counter the kernel can advance: a whole number from 0 to 2**63 - 2."""
-    if not (math.isfinite(value) and value == int(value) and 0 <= value < 2**63 - 1):
+    """A step counter the kernel can advance: a whole number from 0 to MAX_STEP - 2."""
+    if not (math.isfinite(value) and value == int(value) and 0 <= value < MAX_STEP - 1):
         raise ValueError(
             f"{where}: state['step'] must be a whole number from 0 to 2**63 - 2 before a step, "
             f"got {value}"
@@ -514,10 +531,7 @@ def _group_options(group: dict[str, Any], convention: str, where: str) -> dict[s
     torch_accepts = _torch_checks(lr, betas, group["eps"], group["weight_decay"], where)
     if isinstance(lr, torch.Tensor):
         lr = lr.item()
-    try:
-        beta1, beta2 = betas
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}betas must be a pair (beta1, beta2), got {betas!r}") from None
+    beta1, beta2 = check_betas(betas, where)
     try:
         return check_options(
             lr=lr,
@@ -528,11 +542,12 @@ def _group_options(group: dict[str, Any], convention: str, where: str) -> dict[s
             decoupled_weight_decay=False,
             maximize=group["maximize"],
             convention=convention,
+            where=where,
         )
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError):
         if torch_accepts and convention == "torch":
             return None
-        raise type(error)(f"{where}{error}") from None
+        raise
 
 
 def _check_tensor(t: torch.Tensor, name: str, where: str, written: bool = True) -> None:
@@ -728,7 +743,7 @@ class _GeneralStep:
                 and step.numel() == 1 and step.layout is torch.strided and not step.is_inference()):
             step = state["step"] = torch.tensor(float(step), dtype=_scalar_dtype())
         value = step.item()
-        if not (math.isfinite(value) and value == int(value) and 0 <= value < 2**63 - 1):
+        if not (math.isfinite(value) and value == int(value) and 0 <= value < MAX_STEP - 1):
             _step_count(value, f"{self.where}['params'][{j}]")  # raises
         lp, lg, lm, lu = views
         self.steps.append(step)
@@ -813,61 +828,3 @@ class _GeneralStep:
                 )
         return [ts[0] for ts in self.written]
 
-
-def time_step(
-    shapes: Sequence[int | tuple[int, ...]],
-    *,
-    dtype: torch.dtype = torch.float32,
-    number: int = 20,
-    repeat: int = 5,
-    num_threads: int | None = None,
-    seed: int = 0,
-) -> dict[str, float]:
-    """Seconds per ``step()`` of this Adamax and of ``torch.optim.Adamax``.
-
-    Each optimizer gets its own parameters of the given shapes, with fixed
-    random gradients, and one untimed step; then ``step()`` is timed
-    ``number`` times in each of ``repeat`` rounds, and the fastest round
-    counts (as :func:`timeit.repeat` advises).
-
-    Parameters
-    ----------
-    shapes : sequence of int or tuple of int
-        One parameter tensor per shape, e.g. ``[(1_000_000,)]`` or
-        ``[(1000,)] * 200``.
-    dtype : torch.dtype, optional
-        float32 or float64.
-    number, repeat : int, optional
-        Steps per round and rounds.
-    num_threads : int or None, optional
-        Passed to this Adamax (torch uses ``torch.get_num_threads()``).
-    seed : int, optional
-        Seed of the parameters and gradients.
-
-    Returns
-    -------
-    dict
-        Seconds per step for ``"adamax_cy"``, ``"torch"`` (for-loop) and
-        ``"torch_foreach"``.
-
-    Examples
-    --------
-    >>> times = time_step([(10,)] * 3, number=2, repeat=2)
-    >>> sorted(times)
-    ['adamax_cy', 'torch', 'torch_foreach']
-    """
-    makers: dict[str, Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer]] = {
-        "adamax_cy": lambda ps: Adamax(ps, num_threads=num_threads),
-        "torch": lambda ps: torch.optim.Adamax(ps, foreach=False),
-        "torch_foreach": lambda ps: torch.optim.Adamax(ps, foreach=True),
-    }
-    times = {}
-    for name, make in makers.items():
-        gen = torch.Generator().manual_seed(seed)
-        params = [torch.nn.Parameter(torch.randn(shape, generator=gen, dtype=dtype)) for shape in shapes]
-        for p in params:
-            p.grad = torch.randn(p.shape, generator=gen, dtype=dtype)
-        opt = make(params)
-        opt.step()
-        times[name] = min(timeit.repeat(opt.step, number=number, repeat=repeat)) / number
-    return times

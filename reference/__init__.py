@@ -10,9 +10,13 @@ from .adamax import (
     ARITHMETICS,
     CONVENTIONS,
     DEFAULTS,
+    EXACT_POWER_STEPS,
+    POWER_BITS,
+    POWER_FLOOR,
     Trace,
     adamax_step,
     adamax_trace,
+    exact_power,
     to_float32,
 )
 from .examples import WORKED_EXAMPLES, WorkedExample
@@ -21,10 +25,14 @@ __all__ = [
     "ARITHMETICS",
     "CONVENTIONS",
     "DEFAULTS",
+    "EXACT_POWER_STEPS",
+    "POWER_BITS",
+    "POWER_FLOOR",
     "Trace",
     "WORKED_EXAMPLES",
     "WorkedExample",
     "adamax_step",
     "adamax_trace",
+    "exact_power",
     "to_float32",
 ]

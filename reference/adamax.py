@@ -11,11 +11,22 @@ arithmetics are offered:
     rounding after each operation reproduces float32 arithmetic.
 ``"exact"``
     :class:`fractions.Fraction`: the true real-number result for the given
-    (binary) inputs, with no rounding at all.
+    (binary) inputs, with no rounding at all, except that for
+    ``t > EXACT_POWER_STEPS`` the power ``beta1**t`` is carried to
+    ``POWER_BITS`` bits (and taken as 0 below ``2**POWER_FLOOR``; see
+    :func:`exact_power`): the relative error of ``1 - beta1**t``, and of
+    every quantity derived from it, is then below ``2**-1900``, far below
+    the resolution of any float, and the time and memory are bounded for
+    every ``t < 2**63``.
 
-Scalar coefficients (beta1, 1 - beta1, beta2, eps, lr, lr * weight_decay and
-the bias correction 1 - beta1**t) are computed in double precision and then
-rounded to the arithmetic, which is what the compiled kernel does too.
+The scalar coefficients beta1, 1 - beta1, beta2, eps, weight_decay and
+lr * weight_decay are computed in double precision and then rounded to the
+arithmetic, as the compiled kernel rounds them. The learning rate and the
+bias correction ``1 - beta1**t`` are never rounded on their own: each enters
+one division only (``lr / denominator`` and ``m_t / (1 - beta1**t)``), which
+is computed from their double values and rounded once. (The kernel rounds the
+quotient ``lr / (1 - beta1**t)``, computed in double, once per call; either
+way no rounding of ``lr`` alone can lose a tiny learning rate's precision.)
 
 Special values follow IEEE rules: division by zero gives an infinity (or NaN
 for 0/0) instead of raising, ``max`` propagates NaN like ``numpy.maximum``,
@@ -42,6 +53,13 @@ CONVENTIONS = ("spec", "torch")
 #: The paper's default hyperparameters, as SPEC.md states them.
 DEFAULTS = {"lr": 0.002, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
 
+#: Exact arithmetic computes ``beta1**t`` exactly up to this many steps.
+EXACT_POWER_STEPS = 1024
+#: Beyond, the power is carried to this many bits ...
+POWER_BITS = 2100
+#: ... and taken as 0 once it is below ``2**POWER_FLOOR``.
+POWER_FLOOR = -2100
+
 
 def to_float32(x: float) -> float:
     """Round a double to the nearest IEEE single (overflow gives an infinity)."""
@@ -56,6 +74,44 @@ def _exact(x: Any) -> Fraction:
     if isinstance(x, float) and not math.isfinite(x):
         raise ValueError(f"exact arithmetic needs finite inputs, got {x!r}")
     return Fraction(x)
+
+
+def exact_power(beta: Number, t: int) -> Fraction:
+    """``beta**t`` for a binary ``0 <= beta < 1``, exact up to ``EXACT_POWER_STEPS`` steps.
+
+    Beyond, ``beta**(2**k)`` and the partial products are truncated to
+    ``POWER_BITS`` bits (relative error below ``2**(1 - POWER_BITS)`` each,
+    doubled by every squaring), so the power's relative error is below
+    ``(t + 64) * 2**(1 - POWER_BITS)``, less than ``2**-2030`` for any
+    ``t < 2**63``; a power below ``2**POWER_FLOOR`` is taken as 0. With
+    ``t > EXACT_POWER_STEPS`` and ``beta <= 1 - 2**-53`` (every double below
+    1), ``1 - beta**t > 2**-43``, so ``1 - beta**t`` is within a relative
+    ``2**-1900`` of the true value. The work is at most 126 products of
+    numbers of ``POWER_BITS`` bits, whatever ``t``.
+    """
+    b = Fraction(beta)
+    if t <= EXACT_POWER_STEPS or b == 0:
+        return b**t
+    # b = n / 2**k exactly: track a mantissa and a binary exponent.
+    base, base_exp = b.numerator, -(b.denominator.bit_length() - 1)
+    result, result_exp = 1, 0
+
+    def trimmed(mantissa: int, exponent: int) -> tuple[int, int]:
+        extra = mantissa.bit_length() - POWER_BITS
+        return (mantissa >> extra, exponent + extra) if extra > 0 else (mantissa, exponent)
+
+    while t:
+        if t & 1:
+            result, result_exp = trimmed(result * base, result_exp + base_exp)
+        t >>= 1
+        if t:
+            base, base_exp = trimmed(base * base, 2 * base_exp)
+            # Every remaining factor is at most base < 1: the power is below it.
+            if base.bit_length() + base_exp < POWER_FLOOR:
+                return Fraction(0)
+    if result.bit_length() + result_exp < POWER_FLOOR:
+        return Fraction(0)
+    return Fraction(result) * Fraction(2) ** result_exp
 
 
 def _is_nan(x: Number) -> bool:
@@ -89,9 +145,9 @@ class Trace:
     m_t: Number  #: first moment
     u_t: Number  #: infinity norm
     denominator: Number  #: ``u_t + eps`` (spec) or ``u_t`` (torch)
-    bias_correction: Number  #: ``1 - beta1**t``
-    m_hat: Number  #: bias-corrected first moment
-    step_size: Number  #: ``lr / denominator``
+    bias_correction: Number  #: ``1 - beta1**t``, in double (float arithmetics) or exact
+    m_hat: Number  #: bias-corrected first moment ``m_t / bias_correction``, rounded once
+    step_size: Number  #: ``lr / denominator``, rounded once
     update: Number  #: ``step_size * m_hat``
     param_t: Number  #: the new parameter
 
@@ -150,23 +206,26 @@ def adamax_trace(
     if arithmetic == "exact":
         r: Callable[[Any], Number] = _identity
         num: Callable[[Any], Number] = _exact
-        bias_correction_value: Number = 1 - _exact(beta1) ** t
+        bias_correction_value: Number = 1 - exact_power(_exact(beta1), t)
         one_minus_beta1_value: Number = 1 - _exact(beta1)
         lr_weight_decay_value: Number = _exact(lr) * _exact(weight_decay)
+        lr_value: Number = _exact(lr)
     else:
         r = to_float32 if arithmetic == "float32" else _identity
         num = lambda x: r(float(x))  # noqa: E731
         bias_correction_value = 1.0 - float(beta1) ** t
         one_minus_beta1_value = 1.0 - float(beta1)
         lr_weight_decay_value = float(lr) * float(weight_decay)
+        lr_value = float(lr)
 
-    # Inputs and scalar coefficients, rounded to the arithmetic.
+    # Inputs and scalar coefficients, rounded to the arithmetic; lr and the
+    # bias correction stay as computed in double (see the module's notes).
     theta, g, m_prev, u_prev = num(param), num(grad), num(m), num(u)
-    lr_, beta1_, beta2_, eps_ = num(lr), num(beta1), num(beta2), num(eps)
+    beta1_, beta2_, eps_ = num(beta1), num(beta2), num(eps)
     weight_decay_ = num(weight_decay)
     one_minus_beta1 = r(one_minus_beta1_value)
     lr_weight_decay = r(lr_weight_decay_value)
-    bias_correction = r(bias_correction_value)
+    bias_correction = bias_correction_value
 
     # Options (PyTorch's order: maximize first, then L2 weight decay).
     if maximize:
@@ -192,7 +251,7 @@ def adamax_trace(
         # from, so the parameter is left unchanged instead of 0/0 = NaN.
         step_size = update = m_t - m_t
     else:
-        step_size = r(ieee_div(lr_, denominator))
+        step_size = r(ieee_div(lr_value, denominator))
         update = r(step_size * m_hat)
     param_t = r(theta - update)
 

@@ -2,10 +2,13 @@
 
 ``CI=true`` selects the ``ci`` profile; ``HYPOTHESIS_PROFILE`` picks another.
 Every run prints its seed; pass ``--hypothesis-seed=N`` to replay it.
+The header also says which adamax_cy is tested: ``python -m pytest`` from an
+unbuilt checkout tests the installed package rather than the source folder.
 """
 
 import os
 import secrets
+import sys
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -19,6 +22,30 @@ settings.register_profile(
 )
 settings.register_profile("dev", parent=settings.get_profile("ci"), max_examples=60)
 settings.register_profile("thorough", parent=settings.get_profile("ci"), max_examples=2000)
+
+
+def _import_the_package_under_test() -> None:
+    # `python -m pytest` puts the current folder first on sys.path; from the
+    # root of an unbuilt checkout, the source folder would hide the installed
+    # package (adamax_cy/_source_check.py says so with its path): drop it.
+    try:
+        import adamax_cy  # noqa: F401
+    except ImportError as error:
+        if error.name != "adamax_cy" or not os.path.isdir(error.path or ""):
+            raise
+        root = os.path.dirname(error.path)
+        kept = [p for p in sys.path if os.path.abspath(p or os.curdir) != root]
+        if kept == sys.path:
+            raise
+        sys.path[:] = kept
+        try:
+            import adamax_cy  # noqa: F401, F811
+        except ImportError:
+            pytest.exit(str(error), returncode=pytest.ExitCode.USAGE_ERROR)
+
+
+_import_the_package_under_test()
+
 settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev")
 )
@@ -30,7 +57,12 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.hypothesis_seed = str(secrets.randbelow(2**32))
 
 
-def pytest_report_header(config: pytest.Config) -> str:
+def pytest_report_header(config: pytest.Config) -> list[str]:
     seed = config.getoption("hypothesis_seed")
     profile = settings._current_profile
-    return f"hypothesis profile {profile!r}, seed {seed} (replay: pytest --hypothesis-seed={seed})"
+    import adamax_cy
+
+    return [
+        f"adamax_cy {adamax_cy.__version__} from {os.path.dirname(adamax_cy.__file__)}",
+        f"hypothesis profile {profile!r}, seed {seed} (replay: pytest --hypothesis-seed={seed})",
+    ]

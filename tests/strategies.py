@@ -10,6 +10,8 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from adamax_cy.testing._cases import RANGES, STEP_NUMBERS
+
 DTYPES = (np.float32, np.float64)
 
 
@@ -35,19 +37,11 @@ def values(dtype: Any, *, specials: bool = True) -> st.SearchStrategy[float]:
 
 
 def hyperparameters(*, convention: str | None = None) -> st.SearchStrategy[dict[str, Any]]:
-    """lr, betas, eps and every option across their valid ranges."""
-    unit = st.one_of(
-        st.sampled_from([0.0, 0.5, 0.9, 0.99, 0.999, 0.9999]),
-        st.floats(0, 1, exclude_max=True),
-    )
+    """lr, betas, eps and every option across their whole legal range (the harness's ranges):
+    lr and eps from 0 and subnormal to the largest double, betas from 0 to just below 1."""
     return st.fixed_dictionaries(
         {
-            "lr": st.one_of(st.just(0.0), st.floats(1e-6, 10.0)),
-            "beta1": unit,
-            "beta2": unit,
-            # 1e-50 and 1e-320 round to 0 in float32 (and 1e-320 is subnormal in float64)
-            "eps": st.one_of(st.sampled_from([0.0, 1e-8, 1e-7, 1e-50, 1e-320]), st.floats(1e-20, 1.0)),
-            "weight_decay": st.one_of(st.just(0.0), st.floats(1e-6, 1.0)),
+            **{name: RANGES[name] for name in ("lr", "beta1", "beta2", "eps", "weight_decay")},
             "decoupled_weight_decay": st.booleans(),
             "maximize": st.booleans(),
             "convention": st.just(convention) if convention else st.sampled_from(["spec", "torch"]),
@@ -55,7 +49,8 @@ def hyperparameters(*, convention: str | None = None) -> st.SearchStrategy[dict[
     )
 
 
-steps = st.one_of(st.integers(1, 20), st.integers(1, 10**6))
+#: Step numbers from 1 to 2**63 - 1, mostly small.
+steps = STEP_NUMBERS
 
 
 @st.composite

@@ -121,8 +121,37 @@ def test_parser_can_be_hosted_by_another_command():
         parser.parse_args(["--quick", "--smoke"])
 
 
-def test_unknown_implementation_is_refused():
+def test_unknown_implementation_is_refused(capsys):
     parser = argparse.ArgumentParser()
     bench.configure_parser(parser)
-    with pytest.raises(SystemExit, match="unknown implementation"):
+    with pytest.raises(SystemExit):
         bench.settings(parser.parse_args(["--only", "nonesuch"]))
+    assert "unknown implementation 'nonesuch'" in capsys.readouterr().err
+
+
+def test_docstring_examples():
+    import doctest
+
+    from adamax_cy.bench import baselines
+
+    result = doctest.testmod(baselines)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_time_step_reports_the_three_optimizers():
+    torch = pytest.importorskip("torch")
+    import numpy as np
+
+    times = bench.time_step([(8,), (3, 4)], dtype=torch.float64, number=1, repeat=1)
+    assert set(times) == {"adamax_cy", "torch", "torch_foreach"}
+    assert all(isinstance(t, float) and np.isfinite(t) for t in times.values())
+
+
+def test_time_step_docstring_example():
+    pytest.importorskip("torch")
+    import doctest
+
+    from adamax_cy.bench import timing
+
+    result = doctest.testmod(timing)
+    assert result.attempted > 0 and result.failed == 0

@@ -8,6 +8,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 import adamax_cy
 import adamax_cy.reference
 
@@ -24,6 +26,8 @@ def test_stub_matches_the_compiled_module(tmp_path):
 def test_package_type_checks():
     # The annotations and the stub agree with how the code uses them.
     root = pathlib.Path(__file__).resolve().parents[1]
+    if not (root / "adamax_cy" / "__init__.py").is_file():
+        pytest.skip("the tests run apart from the sources, which are what mypy checks")
     out = subprocess.run(
         [sys.executable, "-m", "mypy", "adamax_cy"], capture_output=True, text=True, cwd=root,
     )

@@ -14,6 +14,7 @@ import pytest
 
 import adamax_cy
 from adamax_cy import cli
+from adamax_cy.cli import app, examples
 from adamax_cy.reference import WORKED_EXAMPLES, adamax_trace
 
 QUICK_DEMO = ["demo", "--size", "400", "--steps", "30", "--samples", "64"]
@@ -153,7 +154,7 @@ def _no_bias_correction(param, grad, m, u, t, **options):
 
 
 def test_examples_fail_when_the_kernel_is_wrong(monkeypatch, capsys):
-    monkeypatch.setattr(cli, "adamax_step", _no_bias_correction)
+    monkeypatch.setattr(examples, "adamax_step", _no_bias_correction)
     assert cli.main(["examples"]) == 1
     out = capsys.readouterr().out
     assert "NO" in out
@@ -282,7 +283,7 @@ def _fake_plugin(name: str, status: int = 0) -> types.ModuleType:
 
 @pytest.mark.parametrize(
     "command, module_name",
-    [("bench", "adamax_cy.bench"), ("conform", "adamax_cy._conform_cli")],
+    [("bench", "adamax_cy.bench"), ("conform", "adamax_cy.cli.conform")],
 )
 def test_plugin_commands_are_wired(command, module_name, monkeypatch, capsys):
     fake = _fake_plugin(module_name)
@@ -302,7 +303,7 @@ def test_plugin_status_is_the_exit_status(monkeypatch):
 
 
 def test_conform_falls_back_to_testing(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "adamax_cy._conform_cli", None)
+    monkeypatch.setitem(sys.modules, "adamax_cy.cli.conform", None)
     monkeypatch.setitem(sys.modules, "adamax_cy.testing", _fake_plugin("adamax_cy.testing"))
     assert cli.main(["conform"]) == 0
     assert "adamax_cy.testing ran" in capsys.readouterr().out
@@ -310,7 +311,7 @@ def test_conform_falls_back_to_testing(monkeypatch, capsys):
 
 @pytest.mark.parametrize("command", ["bench", "conform"])
 def test_missing_plugin_is_one_line_and_exit_2(command, monkeypatch, capsys):
-    for name in cli.PLUGINS[command][1]:
+    for name in app.PLUGINS[command][1]:
         monkeypatch.setitem(sys.modules, name, None)
     assert cli.main([command, "--quick"]) == 2
     captured = capsys.readouterr()
@@ -337,3 +338,12 @@ def test_console_script_is_declared():
 
     scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts")}
     assert scripts.get("adamax-cy") == "adamax_cy.cli:main"
+
+
+@pytest.mark.parametrize("module", ["app", "examples", "demo", "render"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"adamax_cy.cli.{module}"), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0

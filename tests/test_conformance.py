@@ -16,17 +16,24 @@ from functools import partial
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import adamax_cy
 from adamax_cy import reference
 from adamax_cy.testing import (
     TOLERANCES,
+    Adapter,
+    Case,
     Tolerance,
     assert_conforms,
+    cases,
     check_conformance,
     functional,
     in_place,
 )
+from adamax_cy.testing._cases import HYPERPARAMETERS, OPTIONS, RANGES
+from adamax_cy.testing._harness import _run_case, run_fixed_cases
 
 ALL_OPTIONS = ("weight_decay", "decoupled_weight_decay", "maximize")
 BAD_EXAMPLES = 25  # per wrong implementation: the worked examples and edge cases do most of the work
@@ -39,46 +46,48 @@ def seed(request: pytest.FixtureRequest) -> int:
 
 
 def _coefficients(param, t, lr, beta1, beta2, eps):
-    """Scalar coefficients in double, rounded to the arrays' dtype (as the spec's reference does)."""
+    """The contract's scalar coefficients, computed in double and rounded to the arrays'
+    dtype: beta1, 1 - beta1, beta2, eps and the step size lr / (1 - beta1**t)."""
     f = np.asarray(param).dtype.type
-    return f(beta1), f(1.0 - beta1), f(beta2), f(eps), f(lr), f(1.0 - beta1**t)
+    with np.errstate(over="ignore"):
+        return f(beta1), f(1.0 - beta1), f(beta2), f(eps), f(lr / (1.0 - beta1**t))
 
 
 # A correct NumPy Adamax (spec convention), the base every bug below departs from.
 def correct(param, grad, m, u, t, lr, beta1, beta2, eps):
-    b1, w, b2, e, a, bc = _coefficients(param, t, lr, beta1, beta2, eps)
+    b1, w, b2, e, c = _coefficients(param, t, lr, beta1, beta2, eps)
     m = b1 * m + w * grad
     u = np.maximum(b2 * u, np.abs(grad))
-    return param - (a / (u + e)) * (m / bc), m, u
+    return param - c * (m / (u + e)), m, u
 
 
 def eps_inside_max(param, grad, m, u, t, lr, beta1, beta2, eps):
-    b1, w, b2, e, a, bc = _coefficients(param, t, lr, beta1, beta2, eps)
+    b1, w, b2, e, c = _coefficients(param, t, lr, beta1, beta2, eps)
     m = b1 * m + w * grad
     u = np.maximum(b2 * u, np.abs(grad) + e)
-    return param - (a / u) * (m / bc), m, u
+    return param - c * (m / u), m, u
 
 
 def eps_added_to_update(param, grad, m, u, t, lr, beta1, beta2, eps):
-    b1, w, b2, e, a, bc = _coefficients(param, t, lr, beta1, beta2, eps)
+    b1, w, b2, e, c = _coefficients(param, t, lr, beta1, beta2, eps)
     m = b1 * m + w * grad
     u = np.maximum(b2 * u, np.abs(grad))
-    return param - ((a / u) * (m / bc) + e), m, u
+    return param - (c * (m / u) + e), m, u
 
 
 def no_bias_correction(param, grad, m, u, t, lr, beta1, beta2, eps):
-    b1, w, b2, e, a, bc = _coefficients(param, t, lr, beta1, beta2, eps)
+    b1, w, b2, e, c = _coefficients(param, t, lr, beta1, beta2, eps)
     m = b1 * m + w * grad
     u = np.maximum(b2 * u, np.abs(grad))
-    return param - (a / (u + e)) * m, m, u
+    return param - np.asarray(param).dtype.type(lr) * (m / (u + e)), m, u
 
 
 def bias_correction_on_u_too(param, grad, m, u, t, lr, beta1, beta2, eps):
-    b1, w, b2, e, a, bc = _coefficients(param, t, lr, beta1, beta2, eps)
+    b1, w, b2, e, c = _coefficients(param, t, lr, beta1, beta2, eps)
     m = b1 * m + w * grad
     u = np.maximum(b2 * u, np.abs(grad))
     u_hat = u / np.asarray(param).dtype.type(1.0 - beta2**t)
-    return param - (a / (u_hat + e)) * (m / bc), m, u
+    return param - c * (m / (u_hat + e)), m, u
 
 
 def t_off_by_one(param, grad, m, u, t, lr, beta1, beta2, eps):
@@ -86,32 +95,32 @@ def t_off_by_one(param, grad, m, u, t, lr, beta1, beta2, eps):
 
 
 def m_updated_after_use(param, grad, m, u, t, lr, beta1, beta2, eps):
-    b1, w, b2, e, a, bc = _coefficients(param, t, lr, beta1, beta2, eps)
+    b1, w, b2, e, c = _coefficients(param, t, lr, beta1, beta2, eps)
     u = np.maximum(b2 * u, np.abs(grad))
-    param = param - (a / (u + e)) * (m / bc)
+    param = param - c * (m / (u + e))
     m = b1 * m + w * grad
     return param, m, u
 
 
 def abs_forgotten(param, grad, m, u, t, lr, beta1, beta2, eps):
-    b1, w, b2, e, a, bc = _coefficients(param, t, lr, beta1, beta2, eps)
+    b1, w, b2, e, c = _coefficients(param, t, lr, beta1, beta2, eps)
     m = b1 * m + w * grad
     u = np.maximum(b2 * u, grad)
-    return param - (a / (u + e)) * (m / bc), m, u
+    return param - c * (m / (u + e)), m, u
 
 
 def max_replaced_by_sum(param, grad, m, u, t, lr, beta1, beta2, eps):
-    b1, w, b2, e, a, bc = _coefficients(param, t, lr, beta1, beta2, eps)
+    b1, w, b2, e, c = _coefficients(param, t, lr, beta1, beta2, eps)
     m = b1 * m + w * grad
     u = b2 * u + np.abs(grad)
-    return param - (a / (u + e)) * (m / bc), m, u
+    return param - c * (m / (u + e)), m, u
 
 
 def max_replaced_by_decayed_value(param, grad, m, u, t, lr, beta1, beta2, eps):
-    b1, w, b2, e, a, bc = _coefficients(param, t, lr, beta1, beta2, eps)
+    b1, w, b2, e, c = _coefficients(param, t, lr, beta1, beta2, eps)
     m = b1 * m + w * grad
     u = b2 * u
-    return param - (a / (u + e)) * (m / bc), m, u
+    return param - c * (m / (u + e)), m, u
 
 
 def betas_swapped(param, grad, m, u, t, lr, beta1, beta2, eps):
@@ -129,10 +138,10 @@ def float32_computed_in_double(param, grad, m, u, t, lr, beta1, beta2, eps):
 
 
 def nan_dropped_by_max(param, grad, m, u, t, lr, beta1, beta2, eps):
-    b1, w, b2, e, a, bc = _coefficients(param, t, lr, beta1, beta2, eps)
+    b1, w, b2, e, c = _coefficients(param, t, lr, beta1, beta2, eps)
     m = b1 * m + w * grad
     u = np.fmax(b2 * u, np.abs(grad))  # fmax ignores NaN
-    return param - (a / (u + e)) * (m / bc), m, u
+    return param - c * (m / (u + e)), m, u
 
 
 WRONG = [
@@ -252,13 +261,13 @@ def test_the_other_convention_is_rejected_in_u(seed):
 
 def lerp_first_moment(param, grad, m, u, t, lr, beta1, beta2, eps):
     """Spec convention with m computed like torch.lerp (weight 1 - beta1)."""
-    b1, w, b2, e, a, bc = _coefficients(param, t, lr, beta1, beta2, eps)
+    b1, w, b2, e, c = _coefficients(param, t, lr, beta1, beta2, eps)
     if w < 0.5:
         m = m + w * (grad - m)
     else:
         m = grad - (grad - m) * (np.asarray(param).dtype.type(1) - w)
     u = np.maximum(b2 * u, np.abs(grad))
-    return param - (a / (u + e)) * (m / bc), m, u
+    return param - c * (m / (u + e)), m, u
 
 
 def test_lerp_breaks_m_on_infinities():
@@ -319,7 +328,7 @@ def test_importing_adamax_cy_does_not_import_hypothesis(tmp_path):
 
 
 def test_the_command_line(tmp_path, capsys, seed):
-    from adamax_cy._conform_cli import main
+    from adamax_cy.cli.conform import main
 
     (tmp_path / "mine.py").write_text(
         "import numpy as np\n"
@@ -365,3 +374,126 @@ def test_the_pytest_fixture_in_three_lines(tmp_path):
     )
     assert "1 failed, 1 passed" in result.stdout, result.stdout + result.stderr
     assert "first wrong output: u" in result.stdout
+
+
+# ------------------------------------------------ the contract at every edge
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(
+    "options",
+    [{"weight_decay": 0.01}, {"maximize": True}, {"weight_decay": 0.01, "decoupled_weight_decay": True},
+     {"eps": 1e-7, "lr": 0.001}],
+    ids=["l2", "maximize", "decoupled", "keras-defaults"],
+)
+def test_options_held_fixed_are_judged_by_the_references_own_result(options, dtype, seed):
+    """The spec's table holds only with its defaults and options; with others held
+    fixed, the worked examples' expectation is the reference's result for the same inputs."""
+    for step in (functional(adamax_cy.adamax_step), in_place(adamax_cy.adamax_step_inplace)):
+        report = assert_conforms(step, dtype=dtype, options=options, max_examples=10, seed=seed)
+        assert report.worked_examples == len(reference.WORKED_EXAMPLES)
+
+
+def test_the_command_line_accepts_an_option_held_fixed(capsys, seed):
+    from adamax_cy._conform_cli import main
+
+    argv = ["adamax_cy:adamax_step", "--option", "weight_decay=0.01", "--max-examples", "5", "--seed", str(seed)]
+    assert main(argv) == 0, capsys.readouterr().out
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(
+    "options",
+    [{"eps": 0.0}, {"lr": 1e-320}, {"lr": 1e-40}, {"lr": 1.5 * 2.0**-149}, {"lr": 1.7e308, "beta1": 0.5}],
+    ids=["eps0", "lr1e-320", "lr1e-40", "lr-float32-subnormal", "lr-huge"],
+)
+def test_extreme_hyperparameters_held_fixed_are_accepted(options, dtype, seed):
+    """eps = 0 with a subnormal gradient overflows lr / d in the reference's order (the
+    overflow exemption); a subnormal lr makes lr / d subnormal there (the allowance
+    scaled by m̂) and lr / (1 - beta1**t) subnormal in the kernel's (scaled by m_t / d)."""
+    for step in (functional(adamax_cy.adamax_step), in_place(adamax_cy.adamax_step_inplace),
+                 functional(_reference_step(dtype))):
+        assert_conforms(step, dtype=dtype, options=options, max_examples=20, seed=seed)
+
+
+def test_an_infinite_first_moment_times_an_underflowed_step_size():
+    """m = inf: the kernel's c·(m/d) is -inf where the reference's (lr/d)·m̂ is 0·inf = NaN
+    (lr/d underflowed). Both are accepted; a finite θ or the wrong infinity is not."""
+    hyper = {"lr": 1e-10, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+    case = Case(param=np.array(0.0, np.float32), m=np.array(np.inf, np.float32), u=np.array(0.0, np.float32),
+                t=1, grads=(np.array(3e38, np.float32),), hyperparameters=hyper)
+    tol = TOLERANCES["float32"]
+    for step in (functional(adamax_cy.adamax_step), functional(_reference_step("float32"))):
+        assert _run_case(step, case, "spec", tol) is None
+
+    def gives(theta):
+        def step(param, grad, m, u, t, **kw):
+            _, m_t, u_t = adamax_cy.adamax_step(param, grad, m, u, t, **kw)
+            return np.asarray(theta, np.float32), m_t, u_t
+        return functional(step)
+
+    for wrong in (np.inf, 0.0):
+        assert _run_case(gives(wrong), case, "spec", tol).formula == "θ"
+
+
+# A NumPy adamax_cy.Adamax as an adapter: the state is loaded through its state dict.
+class NumpyAdamax(Adapter):
+    name = "adamax_cy.Adamax"
+
+    def __init__(self, convention):
+        self.convention = convention
+
+    def steps(self, case):
+        hyper = dict(case.hyperparameters)
+        param = case.param.copy()
+        opt = adamax_cy.Adamax(
+            [param], lr=hyper.pop("lr"), betas=(hyper.pop("beta1"), hyper.pop("beta2")),
+            eps=hyper.pop("eps"), convention=self.convention, **hyper,
+        )
+        if case.t > 1 or np.signbit(case.m).any() or np.signbit(case.u).any() or case.m.any() or case.u.any():
+            sd = opt.state_dict()
+            sd["state"][0] = {"step": case.t - 1, "m": case.m.copy(), "u": case.u.copy()}
+            opt.load_state_dict(sd)
+        for grad in case.grads:
+            opt.step([grad.copy()])
+            state = opt.state_dict()["state"][0]
+            yield param.copy(), state["m"], state["u"]
+
+
+IMPLEMENTATIONS = {
+    "adamax_step": lambda convention, dtype: functional(adamax_cy.adamax_step, convention=convention),
+    "adamax_step_inplace": lambda convention, dtype: in_place(adamax_cy.adamax_step_inplace, convention=convention),
+    "Adamax": lambda convention, dtype: NumpyAdamax(convention),
+    "reference": lambda convention, dtype: functional(_reference_step(dtype), convention=convention),
+}
+
+@st.composite
+def option_sets(draw):
+    """Any subset of the hyperparameters and options (small ones most often), each over
+    its whole legal range."""
+    names = draw(st.sets(st.sampled_from(HYPERPARAMETERS + OPTIONS)))
+    return {name: draw(RANGES[name]) for name in sorted(names)}
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_the_harness_accepts_every_implementation_on_any_legal_input(data):
+    """For any legal input and any option set the harness supports, the harness accepts
+    adamax_step, adamax_step_inplace, the Adamax optimizer and the reference's own float64
+    and float32 modes, in both conventions and dtypes: the worked examples (with the
+    table where it applies), the edge cases, and a case drawn over the whole legal range
+    (hyperparameters subnormal to huge, eps = 0, beta1 near 1, t up to 2**63 - 1, special
+    values in the state)."""
+    dtype = data.draw(st.sampled_from(["float64", "float32"]), label="dtype")
+    convention = data.draw(st.sampled_from(["spec", "torch"]), label="convention")
+    fixed = data.draw(option_sets(), label="options")
+    free = [o for o in OPTIONS if o not in fixed]
+    vary = data.draw(st.lists(st.sampled_from(free), unique=True), label="vary") if free else []
+    case = data.draw(cases(dtype, fixed, vary, nonfinite=True, full_range=True), label="case")
+    tol = TOLERANCES[dtype]
+    with np.errstate(all="ignore"):
+        for name, make in IMPLEMENTATIONS.items():
+            adapter = make(convention, dtype)
+            mismatch, _, _ = run_fixed_cases(adapter, dtype, convention, fixed, True, tol)
+            mismatch = mismatch or _run_case(adapter, case, convention, tol)
+            assert mismatch is None, f"{name}:\n{mismatch.describe(convention)}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from contract import arithmetic, assert_contract, bits, step_coefficient
+from contract import arithmetic, assert_contract, bits, check_element, step_coefficient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import DTYPES, hyperparameters, states, steps, values
@@ -131,7 +131,8 @@ def test_parameter_follows_the_documented_evaluation_order(state, t, hyper):
     dtype = state["dtype"]
     before = [np.ravel(state[k]).tolist() for k in ("param", "grad", "m", "u")]
     adamax_step_inplace(state["param"], state["grad"], state["m"], state["u"], t, **hyper)
-    c = np.asarray(step_coefficient(t, hyper["lr"], hyper["beta1"]), dtype)
+    with np.errstate(over="ignore"):
+        c = np.asarray(step_coefficient(t, hyper["lr"], hyper["beta1"]), dtype)
     for i, got in enumerate(np.ravel(state["param"]).tolist()):
         tr = adamax_trace(*(column[i] for column in before), t, arithmetic=arithmetic(dtype), **hyper)
         with np.errstate(all="ignore"):
@@ -140,3 +141,34 @@ def test_parameter_follows_the_documented_evaluation_order(state, t, hyper):
         if tr.m_t == 0 and tr.denominator == 0:
             expected = np.asarray(tr.param_decayed, dtype)
         assert bits(got, dtype) == bits(float(expected), dtype), (i, got, float(expected))
+
+
+@pytest.mark.parametrize(("lr", "grad"), [(1e-10, 3e38), (1e-47, 1e-30)])
+def test_an_infinite_first_moment_meets_the_contract(lr, grad):
+    """m = inf in float32: with lr = 1e-10 the kernel's c·(m_t/d) is -inf where the
+    reference's (lr/d)·m̂ is 0·inf = NaN (lr/d underflowed to 0); with lr = 1e-47 it is
+    the other way round (c rounds to 0 in float32, lr/d does not). The contract accepts
+    NaN or θ − sign(m_t)·∞ there, and nothing else."""
+    hyper = {"lr": lr}
+    before = (0.0, grad, np.inf, 0.0)
+    param, g, m, u = (np.array([x], np.float32) for x in before)
+    adamax_step_inplace(param, g, m, u, 1, **hyper)
+    trace = adamax_trace(*before, 1, lr=lr, arithmetic="float32")
+    assert bits(float(param[0]), np.float32) != bits(trace.param_t, np.float32)  # the two orders differ
+    assert_contract(tuple(np.array([x], np.float32) for x in before), (param, m, u), 1, hyper)
+    for wrong in (np.inf, 0.0, -1e30):
+        assert check_element(before, (wrong, float(m[0]), float(u[0])), 1, hyper, np.float32) is not None
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_step_size_that_overflows_in_double_is_exempt(dtype):
+    """lr near the largest double, beta1 = 0.5, t = 3: c = lr/(1 - beta1**3) is inf in
+    double, so the kernel gives -inf where the real θ is finite: the overflow exemption,
+    and only for θ (m and u are still compared bit for bit)."""
+    hyper = {"lr": 1.7e308, "beta1": 0.5}
+    before = (1.0, 1e-8, 1e-8, 1.0)
+    param, grad, m, u = (np.array([x], dtype) for x in before)
+    adamax_step_inplace(param, grad, m, u, 3, **hyper)
+    assert np.isinf(param[0])
+    assert_contract(tuple(np.array([x], dtype) for x in before), (param, m, u), 3, hyper)
+    assert check_element(before, (float(param[0]), float(m[0]) * 2, float(u[0])), 3, hyper, dtype) is not None

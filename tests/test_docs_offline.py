@@ -5,7 +5,9 @@ unreachable (a proxy on a closed loopback port, and a host resolver that
 resolves nothing), and checks that the formulas were typeset by the bundled
 MathJax and that the search page finds things. A control page that loads
 MathJax from a CDN must come out untypeset, which shows the browser really
-was offline.
+was offline. Then measures every page's layout in the same browser: at
+1280 × 900 no table, display formula or code block is wider than the text
+column, and at 420 px (a phone) no display formula is.
 
 Needs the HTML build (``sphinx-build -b html docs docs/_build/html``) and
 Debian's ``chromium``; skipped with the reason when either is missing.
@@ -15,6 +17,7 @@ algorithm page for a person to look at.
 
 from __future__ import annotations
 
+import html
 import html.parser
 import os
 import re
@@ -151,3 +154,89 @@ def test_a_page_that_needs_a_cdn_is_not_typeset(tmp_path: Path) -> None:
 def test_search_works_offline(tmp_path: Path) -> None:
     dom = chromium(tmp_path, (HTML / "search.html").as_uri() + "?q=adamax_step_many", "--dump-dom")
     assert 'href="api.html#adamax_cy.adamax_step_many"' in dom
+
+
+# --------------------------------------------------------------------------
+# Layout: nothing wider than its column
+
+# Runs in the page once MathJax has typeset it (every <details> opened), and
+# writes what overflows into the DOM as JSON, for --dump-dom to carry out.
+# "Wider than its column": an element whose full width (its scrollWidth, which
+# counts what a scroll container hides) reaches past the right edge of the
+# article's content box. A scroll container does not excuse it: the reader
+# would see it cut at the column's edge.
+_MEASURE = r"""
+<script>
+(function () {
+  function measure() {
+    document.querySelectorAll("details").forEach(function (d) { d.open = true; });
+    var main = document.querySelector("article[role=main]") || document.body;
+    var style = getComputedStyle(main);
+    var right = main.getBoundingClientRect().left + main.clientWidth - parseFloat(style.paddingRight);
+    var found = [];
+    main.querySelectorAll("table, mjx-container[display=true], pre").forEach(function (el) {
+      var box = el.getBoundingClientRect();
+      if (box.width === 0) return;
+      var need = Math.max(el.scrollWidth, box.width);
+      var over = box.left + need - right;
+      if (over <= 1) return;
+      found.push({tag: el.tagName.toLowerCase(), over: Math.round(over),
+                  text: (el.textContent || "").replace(/\s+/g, " ").trim().slice(0, 60)});
+    });
+    var out = document.createElement("pre");
+    out.id = "layout-report";
+    out.textContent = JSON.stringify(found);
+    document.body.appendChild(out);
+  }
+  window.addEventListener("load", function () {
+    var mj = window.MathJax && window.MathJax.startup && window.MathJax.startup.promise;
+    (mj ? mj : Promise.resolve()).then(function () { setTimeout(measure, 100); });
+  });
+})();
+</script>
+"""
+
+
+def overflowing(tmp_path: Path, page: Path, width: int) -> list[dict]:
+    """What on ``page`` is wider than its column in a ``width`` px window."""
+    import json
+
+    source = page.read_text(encoding="utf-8")
+    probe = page.with_name(f"_layout_{page.name}")
+    probe.write_text(source.replace("</body>", _MEASURE + "</body>", 1), encoding="utf-8")
+    try:
+        dom = chromium(tmp_path, probe.as_uri(), f"--window-size={width},900", "--dump-dom")
+    finally:
+        probe.unlink()
+    found = re.search(r'<pre id="layout-report">(.*?)</pre>', dom, re.S)
+    assert found, f"{page.name}: the layout probe did not run"
+    return json.loads(html.unescape(found.group(1)))
+
+
+def content_pages() -> list[Path]:
+    skip = {"genindex.html", "search.html", "py-modindex.html"}
+    return sorted(p for p in HTML.glob("*.html") if p.name not in skip and not p.name.startswith("_"))
+
+
+@needs_build
+@needs_chromium
+def test_nothing_is_wider_than_its_column_at_1280px(tmp_path: Path) -> None:
+    pages = content_pages()
+    assert len(pages) >= 8
+    wide = {p.name: found for p in pages if (found := overflowing(tmp_path, p, 1280))}
+    assert wide == {}
+
+
+@needs_build
+@needs_chromium
+def test_display_math_fits_the_column_at_420px(tmp_path: Path) -> None:
+    """On a phone's width too, no formula is cut at the column's edge.
+
+    (Tables and code may scroll sideways there; formulas are written to fit.)
+    """
+    pages = [p for p in content_pages() if parse(p).math]
+    assert pages
+    cut = {p.name: found for p in pages if (found := [
+        f for f in overflowing(tmp_path, p, 420) if f["tag"] == "mjx-container"
+    ])}
+    assert cut == {}

@@ -19,13 +19,18 @@ to first order; the test allows a factor 1 + 1e-6 for the second-order terms.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from fractions import Fraction
 
 import numpy as np
+import pytest
+from contract import assert_contract
 from hypothesis import given
 from hypothesis import strategies as st
 
 from adamax_cy import adamax_step_inplace
+from adamax_cy.reference import adamax as reference_adamax
 from adamax_cy.reference import adamax_trace
 
 U = Fraction(1, 2**53)
@@ -71,3 +76,69 @@ def test_float64_error_is_within_the_derived_bound(values, t, lr, beta1, beta2, 
         bound = (bound + U * abs(exact.param_t)) * (1 + Fraction(1, 10**6))
         error = abs(Fraction(float(kernel[0][i])) - exact.param_t)
         assert error <= bound, (i, float(error), float(bound))
+
+
+@pytest.mark.parametrize("convention", ["spec", "torch"])
+@pytest.mark.parametrize("lr", [1.5 * 2.0**-149, 1e-40, 3e-39, 1e-45])
+def test_float32_reference_does_not_round_a_tiny_lr_on_its_own(lr, convention):
+    """Float32, lr subnormal in float32, θ = 0, g = 0, m = 1, u = 0, t = 1: every
+    intermediate (m̂, lr/d, the update) is normal, so the float32 reference is within a
+    few roundings of the real result, and the kernel (which rounds lr/(1 − β1^t)
+    computed in double) within the contract of the reference. Rounding lr alone to
+    float32 first was 33% off."""
+    args = (0.0, 0.0, 1.0, 0.0, 1)
+    f32 = adamax_trace(*args, lr=lr, convention=convention, arithmetic="float32")
+    exact = adamax_trace(*args, lr=lr, convention=convention, arithmetic="exact")
+    assert f32.step_size >= np.finfo(np.float32).tiny  # the case the contract calls normal
+    # β1 and 1 − β1 rounded to float32, then m_t, m̂, lr/d, the update and θ: a
+    # relative error of at most 7·2**-24 (three ulps at most).
+    assert abs(Fraction(f32.param_t) - exact.param_t) <= 3 * Fraction(float(np.spacing(np.float32(abs(f32.param_t)))))
+    param, grad, m, u = (np.array([x], np.float32) for x in args[:4])
+    before = tuple(a.copy() for a in (param, grad, m, u))
+    adamax_step_inplace(param, grad, m, u, 1, lr=lr, convention=convention)
+    assert_contract(before, (param, m, u), 1, {"lr": lr, "convention": convention})
+
+
+BETAS = [0.0, 2.0**-1074, 0.5, 0.9, 0.999999, 1 - 2.0**-30, 1 - 2.0**-53]
+
+
+@pytest.mark.parametrize("beta1", BETAS)
+def test_exact_power_is_within_its_stated_bound(beta1):
+    """Beyond EXACT_POWER_STEPS the power is carried to POWER_BITS bits: 1 − β1^t stays
+    within a relative 2**-1900 of the true value (checked where the true value is cheap)."""
+    for t in (reference_adamax.EXACT_POWER_STEPS, reference_adamax.EXACT_POWER_STEPS + 1, 2999, 4096):
+        true = 1 - Fraction(beta1) ** t
+        approx = 1 - reference_adamax.exact_power(beta1, t)
+        assert abs(approx - true) <= true * Fraction(1, 2**1900), (beta1, t)
+
+
+BOUNDED = """
+import sys
+from fractions import Fraction
+from adamax_cy.reference import adamax_trace
+betas = [0.0, 2.0**-1074, 0.5, 0.9, 0.999999, 1 - 2.0**-30, 1 - 2.0**-53]
+worst = 0
+for t in (10**6, 2**40, 2**53 + 1, 2**62 + 12345, 2**63 - 1):
+    for beta1 in betas:
+        for args in ((1.5, -0.25, 0.02, 0.15), (1e-300, 2.0**-1074, -1e300, 1e-320)):
+            exact = adamax_trace(*args, t, beta1=beta1, lr=1e-300, eps=1e-320, weight_decay=1e-300,
+                                 arithmetic="exact")
+            f64 = adamax_trace(*args, t, beta1=beta1, lr=1e-300, eps=1e-320, weight_decay=1e-300)
+            # pow within one ulp, the subtraction within half of one: test_exact's E_bc
+            bc, power = exact.bias_correction, 1 - exact.bias_correction
+            if abs(Fraction(f64.bias_correction) - bc) > bc * Fraction(1, 2**53) + power * Fraction(1, 2**52):
+                sys.exit(f"bias correction {float(bc)!r} vs {f64.bias_correction!r} at {t}, {beta1}")
+            worst = max([worst] + [max(x.numerator.bit_length(), x.denominator.bit_length())
+                                   for x in vars(exact).values()])
+print(worst)
+"""
+
+
+def test_exact_mode_is_bounded_in_time_and_memory_for_any_step_number():
+    """Exact mode at t up to 2**63 − 1 (β1**t was an unbounded Fraction power: 14 s at
+    t = 10**6, no end at 2**40): every number of the trace has a few thousand bits,
+    whatever t, and 1 − β1^t rounds to the double the float64 reference computes.
+    Run in a subprocess so that a regression fails instead of hanging the suite."""
+    result = subprocess.run([sys.executable, "-c", BOUNDED], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert int(result.stdout) <= 8 * reference_adamax.POWER_BITS

@@ -9,7 +9,7 @@ depend on which path computed it.
 import numpy as np
 import pytest
 
-from adamax_cy import _kernel, adamax_step_inplace, adamax_step_many, api
+from adamax_cy import _kernel, _validation, adamax_step_inplace, adamax_step_many, api
 
 DEFAULTS = {"lr": 0.002, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0,
             "decoupled_weight_decay": False, "maximize": False, "convention": "spec",
@@ -28,7 +28,7 @@ def python_path(arrays, t, options):
     """The step through api.py's Python checks only."""
     o = {**DEFAULTS, **options}
     h = api.check_hyperparameters(t, o.pop("num_threads"), **o)
-    api.run_kernel(api.check_arrays(*arrays), h)
+    api.run_kernel(_validation.check_arrays(*arrays), h)
 
 
 def fast(arrays, t, options):
@@ -210,7 +210,7 @@ def bad_many():
 def test_many_refused_calls_raise_the_python_checks_error_and_write_nothing(name, lists):
     before = [[np.array(a, copy=True) for a in x] for x in lists]
     with pytest.raises((TypeError, ValueError)) as expected:
-        api.check_many(*lists)
+        _validation.check_many(*lists)
     assert _kernel.step_many(*lists, 3, *(DEFAULTS[k] for k in ORDER)) is False
     with pytest.raises(expected.type) as got:
         adamax_step_many(*lists, 3)

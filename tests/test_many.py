@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from adamax_cy import adamax_step_inplace, adamax_step_many
 from adamax_cy._kernel import serial_threshold
-from adamax_cy.api import check_many
+from adamax_cy._validation import check_many
 
 LARGE = 70_000  # above the kernel's serial threshold, so the threaded path runs
 TINY_SIZES = (0, 1, 2, 3, 5, 17, 64)

@@ -11,6 +11,7 @@ import pickle
 import numpy as np
 import pytest
 
+import adamax_cy._checkpoint as checkpoint_module
 import adamax_cy.optimizer as optimizer_module
 from adamax_cy import Adamax, CheckpointError, adamax_step_inplace
 from adamax_cy._defaults import DEFAULTS
@@ -436,9 +437,9 @@ def test_a_crash_during_save_leaves_the_previous_checkpoint(tmp_path, monkeypatc
     saved_state = opt.state_dict()
     run(opt, params, 3, 5)
     if crash == "write":
-        monkeypatch.setattr(optimizer_module, "_write_npz", _write_half)
+        monkeypatch.setattr(checkpoint_module, "_write_npz", _write_half)
     else:
-        monkeypatch.setattr(optimizer_module.os, "replace", _replace_fails)
+        monkeypatch.setattr(checkpoint_module.os, "replace", _replace_fails)
     with pytest.raises(OSError, match="simulated"):
         opt.save(path)
     monkeypatch.undo()

@@ -71,3 +71,32 @@ def test_threads_follow_omp_num_threads(tmp_path):
     assert out.returncode == 0, out.stderr
     expected = 3 if adamax_cy.openmp_enabled() else 1
     assert int(out.stdout) == expected
+
+
+@pytest.mark.parametrize("threads", ["40000", "100000"])
+def test_a_huge_omp_num_threads_is_capped(tmp_path, threads):
+    """The default thread count has the cap of an explicit num_threads (in a
+    subprocess: too many threads abort the process)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+    import numpy as np
+    from adamax_cy import _kernel, adamax_step, adamax_step_inplace, adamax_step_many
+
+    assert 1 <= _kernel.max_threads() <= _kernel.thread_limit, _kernel.max_threads()
+    n = 4 * _kernel.serial_threshold
+    p, g, m, u = np.ones(n), np.ones(n), np.ones(n), np.ones(n)
+    adamax_step_inplace(p, g, m, u, t=1)
+    adamax_step_many([p], [g], [m], [u], t=2)
+    assert _kernel.all_finite(p, 0)
+    p1, m1, u1 = adamax_step(1.0, 1.0, 1.0, 1.0, t=1)
+    expected = adamax_step(p1, 1.0, m1, u1, t=2)[0]
+    assert (p == expected).all(), (p[:3], expected)
+    print("ok")
+    """)
+    env = dict(os.environ, OMP_NUM_THREADS=threads)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         cwd=tmp_path, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode, out.stderr[-2000:])

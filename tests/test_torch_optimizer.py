@@ -767,9 +767,3 @@ def test_tensor_learning_rate_is_read_like_a_float():
         opt_a.step()
         opt_b.step()
     assert torch.equal(a, b)
-
-
-def test_time_step_reports_the_three_optimizers():
-    times = adamax_torch.time_step([(8,), (3, 4)], dtype=torch.float64, number=1, repeat=1)
-    assert set(times) == {"adamax_cy", "torch", "torch_foreach"}
-    assert all(isinstance(t, float) and np.isfinite(t) for t in times.values())

@@ -169,3 +169,12 @@ def test_matrix_subclass_is_updated_like_its_array():
     adamax_step_inplace(param, grad, m, u, 1)
     expected = adamax_step([1.0, 2.0], [0.1, 0.2], [0.0, 0.0], [0.0, 0.0], 1)[0]
     assert np.asarray(param).ravel().tolist() == expected.tolist()
+
+
+def test_first_overlap_names_two_spans_that_share_a_byte():
+    from adamax_cy._validation import first_overlap
+
+    assert first_overlap([(0, 8, "a"), (8, 16, "b"), (16, 16, "empty"), (24, 32, "c")]) is None
+    assert first_overlap([(24, 32, "c"), (0, 8, "a"), (4, 12, "b")]) == ("a", "b")
+    assert first_overlap([(0, 8, "first"), (0, 8, "second")]) == ("first", "second")
+    assert first_overlap([(0, 100, "outer"), (40, 48, "inner"), (60, 64, "later")]) == ("outer", "inner")

@@ -23,9 +23,10 @@ Directives
     The spec's table of worked examples, from ``reference/examples.py``.
 ``.. adamax-api:: [MODULE]``
     Autodoc entries for every name in ``MODULE.__all__`` (``adamax_cy`` by
-    default). Options: ``:title:`` (a section with the module's docstring),
-    ``:if-exists:`` and ``:requires: MODULE ...``: when the module, or one
-    it needs, is not installed, the directive's content is shown instead.
+    default). Options: ``:title:`` (a section with the module's docstring).
+    The module is imported with ``autodoc_mock_imports`` mocked, so that
+    ``adamax_cy.torch`` and the pytest fixture of ``adamax_cy.testing`` are
+    documented where torch or pytest is not installed.
 ``.. optional-include:: FILE``
     Include ``FILE`` (Markdown or reST) when it exists; otherwise render the
     directive's content. ``:skip-title:`` drops the file's top heading.
@@ -34,9 +35,7 @@ Directives
 from __future__ import annotations
 
 import inspect
-import ast
 import os
-import re
 import sys
 from decimal import Decimal, localcontext
 from fractions import Fraction
@@ -225,8 +224,10 @@ class TraceDirective(AdamaxDirective):
         inputs = [dict(param=p, grad=g, m=m, u=u, t=ex.t) for p, g, m, u in elements]
         steps = _steps(convention, eps, arithmetic)
         several = len(elements) > 1
-        header = ["quantity", "formula"] + (
-            [f"element {i}" for i in range(len(elements))] if several else ["with the numbers"]
+        # One element: the formula and its operands. Several: the results
+        # only, one column per element (the formulas are those of one element).
+        header = ["quantity"] + (
+            [f"element {i}" for i in range(len(elements))] if several else ["formula", "with the numbers"]
         )
         def cell(step: Step, tr: Any, x: dict[str, Any]) -> str:
             result = fmt(getattr(tr, step.field), arithmetic)
@@ -234,7 +235,10 @@ class TraceDirective(AdamaxDirective):
                 return result
             return f"{step.operands(tr, x)} = **{result}**"
 
-        rows = [[s.name, s.formula, *(cell(s, tr, x) for tr, x in zip(traces, inputs))] for s in steps]
+        rows = [
+            [s.name, *([] if several else [s.formula]), *(cell(s, tr, x) for tr, x in zip(traces, inputs))]
+            for s in steps
+        ]
         given = ", ".join(
             f"{name} = {fmt(getattr(ex, key)) if not several else [fmt(v) for v in getattr(ex, key)]}"
             for name, key in (("θ", "param"), ("g", "grad"), ("m", "m"), ("u", "u"))
@@ -314,7 +318,7 @@ FRAMEWORKS: tuple[Framework, ...] = (
         maximize="none (negate the loss)",
         options={"convention": "spec", "eps": 1e-7},
         reproduce=(
-            'adamax_step(param, grad, m, u, t, lr=0.001, eps=1e-7, convention="spec", '
+            "adamax_step(param, grad, m, u, t, lr=float(np.float32(0.001)), eps=1e-7, "
             "weight_decay=wd, decoupled_weight_decay=True)"
         ),
     ),
@@ -370,9 +374,31 @@ class FrameworksDirective(AdamaxDirective):
     """The side-by-side table of conventions."""
 
     def run(self) -> list[nodes.Node]:
-        header = ["", "where ε goes", "defaults", "weight decay", "maximize"]
-        rows = [[fw.name, fw.where_eps, fw.defaults, fw.weight_decay, fw.maximize] for fw in FRAMEWORKS]
-        return self.parse(rst_table(header, rows, widths="16 28 20 24 12"))
+        # Two tables of three columns: five columns of formulas and code do
+        # not fit the page's column.
+        formula = [[fw.name, fw.where_eps, fw.defaults] for fw in FRAMEWORKS]
+        options = [[fw.name, fw.weight_decay, fw.maximize] for fw in FRAMEWORKS]
+        return self.parse(
+            rst_table(["", "where ε goes", "defaults"], formula, widths="22 46 32")
+            + rst_table(["", "weight decay", "maximize"], options, widths="22 50 28")
+        )
+
+
+def _wrap_call(call: str, width: int = 68) -> str:
+    """A call on as many lines as it needs, continuation lines aligned
+    under the first argument (no line longer than ``width`` when the
+    arguments allow it: the code block must fit the page's column)."""
+    head, _, arguments = call.partition("(")
+    indent = " " * (len(head) + 1)
+    lines = [head + "("]
+    for argument in arguments.split(", "):
+        piece = argument if lines[-1].endswith("(") else " " + argument
+        if len(lines[-1]) + len(piece) + 1 > width and not lines[-1].endswith("("):
+            lines[-1] += ","
+            lines.append(indent + argument)
+        else:
+            lines[-1] += ("," if not lines[-1].endswith("(") else "") + piece
+    return "\n".join(lines)
 
 
 class ReproduceDirective(AdamaxDirective):
@@ -381,13 +407,7 @@ class ReproduceDirective(AdamaxDirective):
     def run(self) -> list[nodes.Node]:
         lines = [".. code-block:: python", ""]
         for fw in FRAMEWORKS:
-            call = fw.reproduce
-            if len(call) > 72:  # keywords on a line of their own
-                head, sep, tail = call.partition(", ")
-                while "=" not in tail.partition(", ")[0]:
-                    more, sep, tail = tail.partition(", ")
-                    head += ", " + more
-                call = head + ",\n" + " " * len("adamax_step(") + tail
+            call = _wrap_call(fw.reproduce)
             lines += [f"   # {fw.name.replace('``', '')}"]
             lines += [f"   {line}" for line in call.splitlines()]
         lines.append("")
@@ -445,24 +465,16 @@ class ApiDirective(AdamaxDirective):
     """Autodoc entries for every name in a module's ``__all__`` (``adamax_cy`` by default)."""
 
     optional_arguments = 1
-    has_content = True
-    option_spec = {
-        "if-exists": directives.flag,
-        "requires": directives.unchanged,
-        "title": directives.unchanged,
-    }
+    option_spec = {"title": directives.unchanged}
 
     def run(self) -> list[nodes.Node]:
         import importlib
-        import importlib.util
+
+        from sphinx.ext.autodoc.mock import mock
 
         package = self.arguments[0] if self.arguments else "adamax_cy"
-        needed = self.options.get("requires", "").split()
-        if "if-exists" in self.options and importlib.util.find_spec(package) is None:
-            return self.parse(list(self.content))
-        if any(importlib.util.find_spec(name) is None for name in needed):
-            return self.parse(list(self.content))
-        module = importlib.import_module(package)
+        with mock(self.config.autodoc_mock_imports):
+            module = importlib.import_module(package)
         lines: list[str] = []
         if "title" in self.options:
             title = self.options["title"]
@@ -517,60 +529,51 @@ class OptionalIncludeDirective(AdamaxDirective):
 
 
 # --------------------------------------------------------------------------
-# Compiled functions: the signature is the stub's (``_kernel.pyi``, with its
-# types), checked against the function's own (Cython's binding=True), not the
-# line Cython embeds atop the docstring.
-
-_EMBEDDED_SIGNATURE = re.compile(r"^\s*\w+\(.*\)\s*(->.*)?$")
+# Docstrings of modules documented from mocks: their examples cannot run
 
 
-def _stub_signatures(stub: str) -> dict[str, str]:
-    tree = ast.parse(open(stub, encoding="utf-8").read())
-    aliases = {
-        node.targets[0].id: ast.unparse(node.value)
-        for node in tree.body
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
-    }
+def examples_of_mocked_modules_as_code(app, what, name, obj, options, lines) -> None:
+    """Show the examples of a module that needs a mocked package as code.
 
-    def show(annotation: ast.expr | None) -> str:
-        text = ast.unparse(annotation) if annotation is not None else ""
-        for alias, value in aliases.items():
-            text = re.sub(rf"\b{re.escape(alias)}\b", value, text)
-        return text
+    Where torch is mocked (not installed), the examples in
+    ``adamax_cy.torch``'s docstrings are shown as they are but not run by the
+    doctest builder: they would run against the mock.
+    """
+    mocked = set(app.config.autodoc_mock_imports)
+    if not any(name.startswith(module) for module, package in _NEEDS.items() if package in mocked):
+        return
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        stripped = lines[i].lstrip()
+        if not stripped.startswith(">>>"):
+            out.append(lines[i])
+            i += 1
+            continue
+        indent = lines[i][: len(lines[i]) - len(stripped)]
+        out += [indent + ".. code-block:: pycon", ""]
+        while i < len(lines) and lines[i].strip():
+            out.append("   " + lines[i])
+            i += 1
+        out.append("")
+    lines[:] = out
 
-    signatures = {}
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef):
-            args = ", ".join(f"{a.arg}: {show(a.annotation)}" for a in node.args.args)
-            signatures[node.name] = f"({args}) -> {show(node.returns)}"
-    return signatures
 
+def signature_of_a_class_on_a_mock(app, what, name, obj, options, signature, return_annotation):
+    """The constructor's own signature for a class whose base is mocked.
 
-def compiled_signature(app, what, name, obj, options, signature, return_annotation):
-    if not name.startswith("adamax_cy._kernel."):
+    A mocked base (``torch.optim.Optimizer`` where torch is not installed)
+    brings a ``__new__(*args, **kwargs)`` that autodoc would show instead.
+    """
+    if what != "class" or signature != "(*args, **kwargs)" or "__init__" not in vars(obj):
         return None
-    from adamax_cy import _kernel
-
-    stub = os.path.join(os.path.dirname(_kernel.__file__), "_kernel.pyi")
-    short = name.rpartition(".")[2]
-    stubbed = _stub_signatures(stub).get(short)
-    own = list(inspect.signature(obj).parameters)
-    if stubbed is None:
-        logger.warning(f"{name} is missing from {os.path.basename(stub)}")
-        return f"({', '.join(own)})", None
-    stub_names = re.findall(r"(\w+):", stubbed.partition(") ->")[0])
-    if stub_names != own:
-        logger.warning(f"{name}: the stub's arguments {stub_names} differ from the function's {own}")
-    app.env.note_dependency(stub)
-    signature, _, returns = stubbed.rpartition(" -> ")
-    return signature, returns
+    own = inspect.signature(obj.__init__)
+    parameters = [p.replace(annotation=inspect.Parameter.empty) for p in list(own.parameters.values())[1:]]
+    return str(own.replace(parameters=parameters, return_annotation=inspect.Signature.empty)), None
 
 
-def strip_embedded_signature(app, what, name, obj, options, lines) -> None:
-    if name.startswith("adamax_cy._kernel.") and lines and _EMBEDDED_SIGNATURE.match(lines[0]):
-        del lines[0]
-        while lines and not lines[0].strip():
-            del lines[0]
+#: Modules whose examples need a package that ``autodoc_mock_imports`` may mock.
+_NEEDS = {"adamax_cy.torch": "torch"}
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
@@ -581,7 +584,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("adamax-frameworks-reproduce", ReproduceDirective)
     app.add_directive("adamax-api", ApiDirective)
     app.add_directive("optional-include", OptionalIncludeDirective)
-    app.connect("autodoc-process-docstring", strip_embedded_signature)
-    # Before numpydoc's handler, which would take the embedded line instead.
-    app.connect("autodoc-process-signature", compiled_signature, priority=400)
+    # After numpydoc (priority 500), which leaves the examples' lines as they are.
+    app.connect("autodoc-process-docstring", examples_of_mocked_modules_as_code, priority=600)
+    app.connect("autodoc-process-signature", signature_of_a_class_on_a_mock)
     return {"version": adamax_cy.__version__, "parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,35 +1,57 @@
-"""``python -m adamax_cy conform package.module:function``: the conformance verdict from the shell.
+"""``adamax-cy conform package.module:function``: the conformance verdict from the shell.
 
-:func:`configure_parser` and :func:`run` are what the main command line
-calls; :func:`main` runs this command on its own. Exit status: 0 when the
-implementation conforms, 1 when it does not, 2 when the target cannot be
-loaded. The module needs hypothesis (the ``testing`` extra); the main
-command line imports it only when ``conform`` is chosen.
+Exit status: 0 when the implementation conforms, 1 when it does not, 2 when
+the target cannot be loaded or hypothesis is not installed. The dtypes, the
+options and the tolerance fields are those of :mod:`adamax_cy.testing`,
+which needs hypothesis (the ``testing`` extra); without it, ``--help`` still
+shows the usage, and says how to install it.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
+import os
 import sys
+from types import ModuleType
 from typing import Any, Optional, Sequence
 
-from . import testing
-from ._defaults import CONVENTIONS
+from .._defaults import CONVENTIONS
+from .arguments import EXTRAS, Parser, UsageError, install_line
+from .render import for_stream
 
-OPTIONS = ("weight_decay", "decoupled_weight_decay", "maximize")
-TOLERANCE_FIELDS = ("m", "u", "param", "update")
+HELP = "check anyone's Adamax against the specification"
+NEEDS = f"this command needs hypothesis, which is not installed: {install_line(EXTRAS['hypothesis'])}"
 
 
-def _widening(text: str) -> tuple[str, float]:
-    name, sep, value = text.partition("=")
-    if not sep or name not in TOLERANCE_FIELDS:
-        raise argparse.ArgumentTypeError(f"expected FIELD=ULPS with FIELD in {TOLERANCE_FIELDS}, got {text!r}")
+def _testing() -> ModuleType | None:
+    """:mod:`adamax_cy.testing`, or None when hypothesis is not installed."""
     try:
-        return name, float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of ulps: {value!r}") from None
+        from .. import testing
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] != "hypothesis":
+            raise
+        return None
+    return testing
+
+
+def _tolerance_fields(testing: ModuleType) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(testing.Tolerance))
+
+
+def _widening(fields: Sequence[str]) -> Any:
+    def parse(text: str) -> tuple[str, float]:
+        name, sep, value = text.partition("=")
+        if not sep or name not in fields:
+            raise argparse.ArgumentTypeError(f"expected FIELD=ULPS with FIELD in {tuple(fields)}, got {text!r}")
+        try:
+            return name, float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number of ulps: {value!r}") from None
+
+    return parse
 
 
 def _option(text: str) -> tuple[str, Any]:
@@ -47,14 +69,18 @@ def _option(text: str) -> tuple[str, Any]:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the ``conform`` command's arguments to ``parser``."""
+    testing = _testing()
     parser.description = (
         "Hold an Adamax step against the specification's reference: the worked examples, "
         "edge cases, then generated cases. Exit 0 if it conforms, 1 if not."
     )
+    if testing is None:
+        parser.epilog = f"Needs hypothesis (not installed): {install_line(EXTRAS['hypothesis'])}"
+    fields = _tolerance_fields(testing) if testing is not None else ()
     parser.add_argument("target", help="the step to check, as package.module:function (or :Class)")
     parser.add_argument("--convention", choices=CONVENTIONS, default="spec",
                         help="eps added to u in the denominator (spec) or inside the max (torch)")
-    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    parser.add_argument("--dtype", choices=testing and testing.DTYPES, default="float64")
     kind = parser.add_mutually_exclusive_group()
     kind.add_argument("--in-place", action="store_true",
                       help="the target updates param, m and u in place and returns None")
@@ -62,10 +88,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                       help="the target is a torch.optim-style optimizer class (the default for a class)")
     parser.add_argument("--option", action="append", type=_option, default=[], metavar="NAME=VALUE",
                         help="hold a hyperparameter or option fixed, e.g. eps=1e-7 or maximize=true")
-    parser.add_argument("--vary", action="append", choices=OPTIONS, default=[],
+    parser.add_argument("--vary", action="append", choices=testing and testing.OPTIONS, default=[],
                         help="an option the target supports, to be varied by the generated cases")
-    parser.add_argument("--widen", action="append", type=_widening, default=[], metavar="FIELD=ULPS",
-                        help="widen the tolerance (fields m, u, param, update), stated in the verdict")
+    parser.add_argument("--widen", action="append", type=_widening(fields), default=[],
+                        metavar="FIELD=ULPS",
+                        help=f"widen the tolerance (fields {', '.join(fields) or 'of the contract'}), "
+                        "stated in the verdict")
     parser.add_argument("--finite-only", action="store_true",
                         help="leave infinite and NaN values out of the cases")
     parser.add_argument("--max-examples", type=int, default=200, help="generated cases to try")
@@ -77,6 +105,10 @@ def _load(target: str) -> Any:
     module_name, sep, attribute = target.partition(":")
     if not sep or not module_name or not attribute:
         raise ValueError(f"expected package.module:function, got {target!r}")
+    # Modules in the current folder are found, as with ``python -m`` (a console
+    # script's sys.path starts with the script's folder instead).
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     obj: Any = importlib.import_module(module_name)
     for part in attribute.split("."):
         obj = getattr(obj, part)
@@ -85,6 +117,9 @@ def _load(target: str) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Run the ``conform`` command; return the exit status."""
+    testing = _testing()
+    if testing is None:
+        raise UsageError(NEEDS)
     try:
         target = _load(args.target)
     except (ImportError, AttributeError, ValueError) as err:
@@ -114,15 +149,19 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, allow_nan=False))
     else:
-        print(report)
+        print(for_stream(str(report)))
     return 0 if report.conforms else 1
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``conform`` as a command of its own."""
-    parser = argparse.ArgumentParser(prog="python -m adamax_cy conform")
+    parser = Parser(prog="python -m adamax_cy conform")
     configure_parser(parser)
-    return run(parser.parse_args(argv))
+    try:
+        return run(parser.parse_args(argv))
+    except UsageError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

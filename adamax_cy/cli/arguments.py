@@ -1,0 +1,82 @@
+"""What the commands share about their arguments: a parser whose errors are one
+line, argparse types that refuse bad values, and the refusal of a value that
+can only be judged after parsing (:class:`UsageError`)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from typing import Callable, NoReturn
+
+#: The dtypes the commands compute in.
+DTYPES = ("float64", "float32")
+
+#: The optional extra that installs each optional dependency.
+EXTRAS = {"rich": "cli", "matplotlib": "bench", "hypothesis": "testing", "torch": "torch"}
+
+
+def install_line(extra: str) -> str:
+    """How to install an optional extra from a checkout of the project."""
+    return f'pip install ".[{extra}]"'
+
+
+class UsageError(Exception):
+    """An argument refused after parsing: one line on stderr, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with errors as a single line (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= low, with a one-line error otherwise."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
+        return value
+
+    return parse
+
+
+positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+def writable_file(text: str) -> str:
+    """An argparse type: a file that can be written ('-' for standard output).
+
+    Checked when the arguments are parsed, so that a run that would end in a
+    failed write is refused before it starts; nothing is created here.
+    """
+    if text == "-":
+        return text
+    path = os.path.abspath(text)
+    folder = os.path.dirname(path)
+    if os.path.isdir(path):
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder, not a file")
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: no folder {folder!r}")
+    target = path if os.path.exists(path) else folder
+    if not os.access(target, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: permission denied")
+    return text

@@ -1,0 +1,157 @@
+"""``conform --exec``: an Adamax step in another process (JavaScript here), correct and wrong."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("hypothesis")
+
+from adamax_cy import _exec_protocol  # noqa: E402
+from adamax_cy.reference import adamax_trace  # noqa: E402
+
+pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+
+SCRIPT = Path(__file__).parent / "consumers" / "adamax_exec.js"
+
+
+def command(bug: str | None = None) -> str:
+    return shlex.join(["node", str(SCRIPT)] + (["--bug", bug] if bug else []))
+
+
+def conform(capsys: pytest.CaptureFixture[str], *args: str, bug: str | None = None) -> tuple[int, str, str]:
+    status = _exec_protocol.main(["--exec", command(bug), "--seed", "2", "--timeout", "60", *args])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.mark.parametrize("convention", ["spec", "torch"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_correct_implementation_conforms(capsys: pytest.CaptureFixture[str], convention: str, dtype: str) -> None:
+    status, out, err = conform(capsys, "--convention", convention, "--dtype", dtype, "--max-examples", "60",
+                               "--vary", "weight_decay", "--vary", "decoupled_weight_decay", "--vary", "maximize")
+    assert status == 0, out + err
+    assert "verdict: CONFORMS" in out
+    assert "60 generated case(s)" in out
+    assert "test vectors: 134 passed" in out  # every vector of the dtype and convention, options included
+
+
+@pytest.mark.parametrize("stage", ["test vector", "formula"])
+@pytest.mark.parametrize("bug, formula", [("m", "m"), ("u", "u"), ("theta", "θ"), ("late-bias", "θ")])
+def test_a_wrong_implementation_is_rejected_naming_the_formula(
+    capsys: pytest.CaptureFixture[str], bug: str, formula: str, stage: str
+) -> None:
+    """Caught by the test vectors first; with --no-vectors, by the generated cases."""
+    extra = ["--no-vectors"] if stage == "formula" else []
+    status, out, err = conform(capsys, "--dtype", "float32", "--max-examples", "100", *extra, bug=bug)
+    assert status == 1, out + err
+    assert "verdict: DOES NOT CONFORM" in out
+    assert f"first wrong output: {formula}  ({stage}" in out
+    # The replay line reproduces the wrong output, out of process and by hand.
+    line = out.split("replay the failing step: echo ", 1)[1].split(" | node ", 1)[0]
+    message = json.loads(shlex.split(line)[0])
+    answer = json.loads(subprocess.run(shlex.split(command(bug)), input=json.dumps(message) + "\n",
+                                       capture_output=True, text=True, timeout=30, check=True).stdout)
+    numbers = {k: float.fromhex(message[k]) for k in ("lr", "beta1", "beta2", "eps", "weight_decay")}
+    trace = adamax_trace(float.fromhex(message["param"][0]), float.fromhex(message["grad"][0]),
+                         float.fromhex(message["m"][0]), float.fromhex(message["u"][0]), message["t"],
+                         convention=message["convention"], arithmetic=message["dtype"], **numbers,
+                         decoupled_weight_decay=message["decoupled_weight_decay"], maximize=message["maximize"])
+    name = {"m": "m", "u": "u", "θ": "param"}[formula]
+    expected = {"m": trace.m_t, "u": trace.u_t, "param": trace.param_t}[name]
+    assert answer[name][0] != expected
+
+
+@pytest.mark.parametrize("no_vectors", [False, True])
+def test_json_report_carries_the_replay(capsys: pytest.CaptureFixture[str], no_vectors: bool) -> None:
+    extra = ["--no-vectors"] if no_vectors else []
+    status, out, _ = conform(capsys, "--max-examples", "20", "--json", *extra, bug="u")
+    report = json.loads(out)
+    assert status == 1 and report["conforms"] is False
+    assert report["mismatch"]["formula"] == "u"
+    assert json.loads(report["replay"])["id"] == ("replay" if no_vectors else "worked-example-1-float64-spec")
+
+
+@pytest.mark.parametrize("bug, message", [
+    ("json", "is not JSON"),
+    ("id", "has id 'x1'"),
+    ("length", "gives u as 2 values, expected a list of 1"),
+    ("exit", "the process exited with status 3"),
+    ("hang", "no answer within 1 s"),
+])
+def test_protocol_errors_exit_2_and_say_what_happened(capsys: pytest.CaptureFixture[str], bug: str,
+                                                      message: str) -> None:
+    timeout = "1" if bug == "hang" else "60"  # only the hang waits for the timeout; a busy machine is slow
+    status = _exec_protocol.main(["--exec", command(bug), "--seed", "2", "--timeout", timeout, "--max-examples", "20"])
+    out, err = capsys.readouterr()
+    assert status == 2, out + err
+    assert "PROTOCOL ERROR" in err and message in err, err
+    assert "CONFORMS" not in out
+
+
+def test_a_command_that_cannot_start_is_a_protocol_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    status = _exec_protocol.main(["--exec", str(tmp_path / "no-such-program"), "--max-examples", "5"])
+    _, err = capsys.readouterr()
+    assert status == 2 and "cannot start" in err
+
+
+def test_the_command_is_split_like_a_shell_and_not_run_by_one(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    impl = _exec_protocol.ExecImplementation(f"node {shlex.quote(str(SCRIPT))} ; touch {marker}")
+    assert impl.argv[-2:] == ["touch", str(marker)] and impl.argv[2] == ";"
+    # node ignores the extra arguments; no shell runs `touch`.
+    with impl:
+        message = _exec_protocol.request("1", "float64", "spec", 1, {"lr": 0.002, "beta1": 0.9, "beta2": 0.999,
+                                                                     "eps": 1e-8}, *([[1.0]] * 4))
+        assert impl.exchange(message)["id"] == "1"
+    assert not marker.exists()
+
+
+# ---------------------------------------------------------------- in C
+
+C_SOURCE = Path(__file__).parent / "consumers" / "adamax_vectors.c"
+
+
+@pytest.fixture(scope="module")
+def c_programs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    out = {}
+    for bug in (0, 1, 2, 3):
+        exe = tmp_path_factory.mktemp("c") / f"adamax_{bug}"
+        subprocess.run(["gcc", "-std=c99", "-O2", "-ffp-contract=off", f"-DBUG={bug}", "-o", str(exe),
+                        str(C_SOURCE), "-lm"], check=True, timeout=120)
+        out[bug] = exe
+    return out
+
+
+@pytest.mark.parametrize("convention", ["spec", "torch"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_correct_c_implementation_conforms(capsys: pytest.CaptureFixture[str], c_programs: dict[int, Path],
+                                             convention: str, dtype: str) -> None:
+    status = _exec_protocol.main(["--exec", f"{shlex.quote(str(c_programs[0]))} --exec", "--seed", "4",
+                                  "--timeout", "60", "--convention", convention, "--dtype", dtype,
+                                  "--max-examples", "60", "--vary", "weight_decay",
+                                  "--vary", "decoupled_weight_decay", "--vary", "maximize"])
+    out, err = capsys.readouterr()
+    assert status == 0, out + err
+    assert "verdict: CONFORMS" in out and "test vectors: 134 passed" in out
+
+
+@pytest.mark.parametrize("stage", ["test vector", "formula"])
+@pytest.mark.parametrize("bug, formula", [(1, "m"), (2, "u"), (3, "θ")])
+def test_a_wrong_c_implementation_is_rejected_naming_the_formula(
+    capsys: pytest.CaptureFixture[str], c_programs: dict[int, Path], bug: int, formula: str, stage: str
+) -> None:
+    extra = ["--no-vectors"] if stage == "formula" else []
+    status = _exec_protocol.main(["--exec", f"{shlex.quote(str(c_programs[bug]))} --exec", "--seed", "4",
+                                  "--timeout", "60", "--convention", "spec", "--dtype", "float32",
+                                  "--max-examples", "100", *extra])
+    out, err = capsys.readouterr()
+    assert status == 1, out + err
+    assert f"first wrong output: {formula}  ({stage}" in out

@@ -1,0 +1,67 @@
+"""Other threads may change the caller's sequences while a step runs without the GIL.
+
+Each probe runs in a subprocess with a timeout: a regression crashes or hangs
+that process, and the test fails instead of taking the test run down.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+
+def run(code: str, timeout: float = 240, env: dict[str, str] | None = None):
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+        timeout=timeout, env=None if env is None else {**os.environ, **env},
+    )
+    return out
+
+
+def describe(out) -> str:
+    if out.returncode < 0:
+        return f"killed by {signal.Signals(-out.returncode).name}\n{out.stderr[-2000:]}"
+    return f"exit {out.returncode}\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}"
+
+
+# Arrays above glibc's largest mmap threshold (32 MiB): freeing one unmaps it,
+# so a write to freed memory crashes at once instead of corrupting the heap.
+BIG = 6_000_000  # float64: 48 MB
+
+
+@pytest.mark.parametrize("how", ["item", "clear"])
+def test_dropping_arrays_from_the_lists_during_adamax_step_many(how):
+    code = f"""
+    import threading, time
+    import numpy as np
+    from adamax_cy import adamax_step, adamax_step_many
+
+    expected = adamax_step(1.0, 1.0, 1.0, 1.0, t=1)[0]
+    updated = 0
+    for attempt in range(12):
+        P, G, M, U = ([np.ones({BIG}), np.ones(1000)] for _ in range(4))
+        small = P[1]
+        def drop():
+            time.sleep(0.001 + 0.002 * (attempt % 4))
+            for seq in (P, G, M, U):
+                if {how!r} == "item":
+                    seq[0] = None
+                else:
+                    seq.clear()
+            np.ones({BIG}).sum()  # reuse the memory
+        thread = threading.Thread(target=drop)
+        thread.start()
+        adamax_step_many(P, G, M, U, t=1, num_threads=2)
+        thread.join()
+        # Updated, or untouched when the lists were emptied before the step began.
+        assert (small == expected).all() or (small == 1).all(), (small[:3], expected)
+        updated += bool(small[0] == expected)
+    print("ok" if updated else "never updated")
+    """
+    out = run(code)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", describe(out)

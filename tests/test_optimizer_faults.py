@@ -1,0 +1,200 @@
+"""Adamax under faults: Ctrl-C during a step or a load. Each probe runs in a
+subprocess with a timeout, so a regression fails instead of hanging."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from adamax_cy import Adamax, CheckpointError
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+
+def run_script(code: str, timeout: float = 120) -> str:
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True, text=True, timeout=timeout,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+SIGINT_DURING_STEPS = """
+    import os, random, signal, threading, time
+    import numpy as np
+    from adamax_cy import Adamax
+
+    N = 1_500_000  # each of two groups: a step takes milliseconds
+    big = [np.zeros(N), np.zeros(N, np.float32)]
+    opt = Adamax([{"params": [big[0]]}, {"params": [big[1]], "lr": 0.01}])
+    grads = [[np.full(N, 0.5)], [np.full(N, 0.25, np.float32)]]
+    # The same run on one element per group, stepped to any count on demand.
+    small = [np.zeros(1), np.zeros(1, np.float32)]
+    ref = Adamax([{"params": [small[0]]}, {"params": [small[1]], "lr": 0.01}])
+    ref_grads = [[np.full(1, 0.5)], [np.full(1, 0.25, np.float32)]]
+    ref_states = [(small[0].copy(), small[1].copy())]
+
+    def expected(count):
+        while len(ref_states) <= count:
+            ref.step(ref_grads)
+            ref_states.append((small[0].copy(), small[1].copy()))
+        return ref_states[count]
+
+    start = time.perf_counter()
+    for _ in range(3):
+        opt.step(grads)
+    duration = (time.perf_counter() - start) / 3
+
+    go, fired = threading.Event(), threading.Event()
+    def sender():
+        rng = random.Random(0)
+        while True:
+            go.wait()
+            go.clear()
+            time.sleep(rng.uniform(0, duration))
+            os.kill(os.getpid(), signal.SIGINT)
+            fired.set()
+    threading.Thread(target=sender, daemon=True).start()
+
+    inside = bad = 0
+    for trial in range(60):
+        fired.clear()
+        go.set()
+        try:
+            opt.step(grads)
+            fired.wait()
+            for _ in range(100_000):  # the pending KeyboardInterrupt is raised here
+                pass
+            raise AssertionError("no KeyboardInterrupt")
+        except KeyboardInterrupt as e:
+            tb, in_step = e.__traceback__, False
+            while tb is not None:
+                in_step |= tb.tb_frame.f_code.co_name == "step"
+                tb = tb.tb_next
+            inside += in_step
+        counts = set(opt.steps.values())
+        assert len(counts) == 1, opt.steps
+        count = counts.pop()
+        want = expected(count)
+        got = (big[0][[0, -1]], big[1][[0, -1]])
+        ok = all(np.all(g == w) for g, w in zip(got, want))
+        bad += not ok
+    print(inside, bad)
+"""
+
+
+def test_ctrl_c_during_a_step_leaves_it_done_or_not_done():
+    """SIGINT at random moments of steps of two groups (two compiled calls):
+    after every KeyboardInterrupt, the parameters are those of exactly the
+    number of steps the optimizer counts."""
+    inside, bad = map(int, run_script(SIGINT_DURING_STEPS, timeout=300).split())
+    assert bad == 0, f"{bad} of 60 interrupted steps left a torn state ({inside} inside step)"
+    assert inside >= 10, f"only {inside} of 60 interrupts landed inside step()"
+
+
+def test_a_step_in_another_thread_and_the_sigint_handler_are_left_as_they_were():
+    import signal
+    import threading
+
+    handler = signal.getsignal(signal.SIGINT)
+    w = np.zeros(3)
+    opt = Adamax([w])
+    worker = threading.Thread(target=opt.step, args=([np.ones(3)],))
+    worker.start()
+    worker.join(timeout=60)
+    assert opt.steps == {"params[0]": 1}
+    opt.step([np.ones(3)])
+    assert opt.steps == {"params[0]": 2}
+    assert signal.getsignal(signal.SIGINT) is handler
+
+
+HANDLER_RUNS_AFTER_THE_STEP = """
+    import os, signal
+    import numpy as np
+    from adamax_cy import Adamax
+    seen = []
+    signal.signal(signal.SIGINT, lambda signum, frame: seen.append(opt.steps["params[0]"]))
+    w = np.zeros(3)
+    opt = Adamax([w])
+    copyto = np.copyto  # a SIGINT raised by the process itself in mid-load
+    def copy_and_signal(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):
+            pass
+        copyto(*args, **kwargs)
+    np.copyto = copy_and_signal
+    sd = opt.state_dict()
+    sd["state"][0]["step"] = 7
+    opt.load_state_dict(sd)
+    np.copyto = copyto
+    print(sorted(set(seen)))
+"""
+
+
+def test_a_sigint_during_a_load_reaches_the_handler_after_the_load():
+    assert run_script(HANDLER_RUNS_AFTER_THE_STEP).strip() == "[7]"
+
+
+SNAPSHOT_FROM_A_SIGNAL_HANDLER = """
+    import os, random, signal, threading, time
+    import numpy as np
+    from adamax_cy import Adamax
+
+    N = 1_500_000
+    big = [np.zeros(N), np.zeros(N, np.float32)]
+    opt = Adamax([{"params": [big[0]]}, {"params": [big[1]], "lr": 0.01}])
+    grads = [[np.full(N, 0.5)], [np.full(N, 0.25, np.float32)]]
+    small = [np.zeros(1), np.zeros(1, np.float32)]
+    ref = Adamax([{"params": [small[0]]}, {"params": [small[1]], "lr": 0.01}])
+    ref_grads = [[np.full(1, 0.5)], [np.full(1, 0.25, np.float32)]]
+    ref_m = [[np.zeros(1), np.zeros(1, np.float32)]]
+
+    snapshots = []
+    handled = threading.Event()
+    # What a preemption handler does: save the state (here, the step counts and m).
+    def on_signal(signum, frame):
+        sd = opt.state_dict()
+        snapshots.append(([s["step"] for s in sd["state"]], [s["m"][0] for s in sd["state"]]))
+        handled.set()
+    signal.signal(signal.SIGUSR1, on_signal)
+
+    start = time.perf_counter()
+    for _ in range(3):
+        opt.step(grads)
+    duration = (time.perf_counter() - start) / 3
+    stop = threading.Event()
+    def sender():
+        rng = random.Random(1)
+        while not stop.is_set():
+            time.sleep(rng.uniform(0, duration))
+            handled.clear()
+            os.kill(os.getpid(), signal.SIGUSR1)
+            handled.wait(timeout=60)
+    thread = threading.Thread(target=sender)
+    thread.start()
+    for _ in range(60):
+        opt.step(grads)
+    stop.set()
+    thread.join()
+    bad = 0
+    for steps, m in snapshots:
+        assert steps[0] == steps[1], steps
+        while len(ref_m) <= steps[0]:
+            ref.step(ref_grads)
+            ref_m.append([ref.state_dict()["state"][i]["m"][0] for i in (0, 1)])
+        bad += any(a != b for a, b in zip(m, ref_m[steps[0]]))
+    print(len(snapshots), bad)
+"""
+
+
+def test_a_signal_handler_that_saves_sees_whole_steps():
+    """A handler of another signal (a cluster's preemption notice, say) that
+    saves the state mid-step sees the arrays and step counts of whole steps."""
+    count, bad = map(int, run_script(SNAPSHOT_FROM_A_SIGNAL_HANDLER, timeout=300).split())
+    assert bad == 0, f"{bad} of {count} snapshots taken by a signal handler were torn"
+    assert count >= 20
