@@ -17,18 +17,28 @@ import math
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
+from torch.optim.adamax import adamax as torch_adamax
 
 from ._defaults import BETA1, BETA2, EPS, LR, MAX_STEP
 from . import _tensor_table
 from ._validation import check_betas, check_convention, check_num_threads, check_options
+from .api import adamax_step_many
 
 __all__ = ["Adamax"]
 
+#: The dtypes of the table (the path of plain contiguous parameters).
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
+#: The dtypes the compiled kernel computes (complex ones as their real views).
+KERNEL_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
+_KERNEL_DTYPE_SET = frozenset(KERNEL_DTYPES)
 
-#: The keyword arguments of ``torch.optim.Adamax`` that only select how torch
-#: computes the step; this optimizer accepts them at these values only.
+#: The keyword arguments of ``torch.optim.Adamax`` that select how torch
+#: computes the step, with torch's defaults (restored on unpickling).
 TORCH_ONLY_OPTIONS = {"foreach": None, "differentiable": False, "capturable": False}
+
+
+class _NotForTable(Exception):
+    """A parameter the group's compiled table does not take: the group takes the general path."""
 
 
 def _scalar_dtype() -> torch.dtype:
@@ -77,23 +87,45 @@ class _GroupPlan:
 
 
 class Adamax(torch.optim.Optimizer):
-    """Adamax for PyTorch on CPU, computed by the compiled kernel.
+    """Adamax for PyTorch: the compiled kernel where it computes the step, torch's elsewhere.
 
     A drop-in replacement for :class:`torch.optim.Adamax`: the same
-    constructor, parameter groups, per-parameter state (``step``,
-    ``exp_avg``, ``exp_inf``) and ``state_dict`` layout, so checkpoints move
-    between the two both ways and LR schedulers work unchanged. Each step
-    updates the tensors in place, in their own memory, in one compiled call
-    per parameter group (float32 and float64 parameters together), instead
-    of several torch operations per tensor.
+    constructor and keyword arguments, parameter groups, per-parameter state
+    (``step``, ``exp_avg``, ``exp_inf``) and ``state_dict`` layout, so
+    checkpoints move between the two both ways, whichever path ran, and LR
+    schedulers work unchanged.
+
+    What runs where, per parameter at each step:
+
+    - **Compiled, one call per parameter group** (the table path): dense,
+      contiguous float32 and float64 CPU tensors, in a group with
+      ``differentiable=False`` and ``capturable=False``. The kernel updates
+      them in place, in their own memory.
+    - **Compiled, through flat views** (the general path): complex64 and
+      complex128 CPU parameters (as ``torch.view_as_real``, which is how
+      torch updates them); dense layouts that are not contiguous
+      (``channels_last`` and other permutations, with ``exp_avg`` and
+      ``exp_inf`` of the same strides), walked in storage order in place, no
+      copy; and the local shards of ``DTensor`` parameters (FSDP2's
+      ``fully_shard``), stepped through ``to_local()``, with the state kept as
+      ``DTensor`` like torch's. This path runs some Python per parameter.
+    - **torch's implementation** (``torch.optim.adamax.adamax``, for-loop or
+      foreach as ``foreach`` selects, called with the same arguments as
+      ``torch.optim.Adamax.step`` would): groups with
+      ``differentiable=True`` (autograd records the step) or
+      ``capturable=True``; parameters not on the CPU (CUDA, MPS, meta...);
+      float16 and bfloat16 (no exact compiled path for them); strided
+      layouts with gaps (slices with a step), or whose state tensors have
+      other strides than the parameter; tensor subclasses other than
+      ``DTensor``; and groups whose hyperparameters torch accepts but the
+      kernel does not compute (an infinite ``lr``, ``eps`` or
+      ``weight_decay``). These results are torch's, bitwise.
 
     Parameters
     ----------
     params : iterable
         Tensors to optimise, or dicts defining parameter groups (each with
         its own hyperparameters), as for any ``torch.optim.Optimizer``.
-        Parameters must be dense, contiguous CPU tensors of dtype float32
-        or float64.
     lr : float or Tensor, optional
         Learning rate (read from each parameter group at every step).
     betas : tuple of float, optional
@@ -103,18 +135,22 @@ class Adamax(torch.optim.Optimizer):
         ``convention="torch"``, to the denominator under ``"spec"``).
     weight_decay : float, optional
         L2 penalty added to the gradient, as in PyTorch.
-    foreach : None, optional
-        Accepted for compatibility; only ``None`` (the step is always one
-        fused call).
+    foreach : bool or None, optional
+        Which of torch's implementations runs where torch's runs (as in
+        ``torch.optim.Adamax``); the compiled paths ignore it.
     maximize : bool, optional
         Ascend instead of descend (negate the gradient).
-    differentiable, capturable : bool, optional
-        Accepted for compatibility; only ``False``.
+    differentiable : bool, optional
+        Let autograd record the step: the group runs torch's implementation.
+    capturable : bool, optional
+        As in ``torch.optim.Adamax`` (for CUDA graphs): the group runs
+        torch's implementation, which refuses CPU parameters at the step.
     convention : {"torch", "spec"}, optional
         ``"torch"`` (the default) computes PyTorch's Adamax,
         ``u = max(beta2 * u, |g| + eps)`` and divides by ``u``; ``"spec"``
-        divides by ``u + eps`` (SPEC.md, Keras). One setting for the whole
-        optimizer; it is not stored in the ``state_dict``.
+        divides by ``u + eps`` (Kingma and Ba's form with eps, as in Keras),
+        on the compiled paths only. One setting for the whole optimizer; it
+        is not stored in the ``state_dict``.
     num_threads : int or None, optional
         Threads for the kernel; ``None`` is the OpenMP default. Results do
         not depend on it.
@@ -122,31 +158,42 @@ class Adamax(torch.optim.Optimizer):
     Raises
     ------
     TypeError
-        A hyperparameter of the wrong type; at a step, a parameter or
-        gradient that is complex, sparse, or of a dtype other than float32
-        and float64.
+        A hyperparameter of the wrong type.
     ValueError
-        A hyperparameter out of range, ``foreach``, ``differentiable`` or
-        ``capturable`` at a value other than the default; at a step, a
-        parameter that is not contiguous, not on the CPU, or that shares
-        memory with another parameter of its group. A step that raises
-        changes no parameter and no state.
+        A hyperparameter out of range, with ``torch.optim.Adamax``'s wording
+        (``Invalid learning rate: -1.0``, ``Tensor lr must be 1-element``,
+        ``Invalid beta parameter at index 1: 1.0``...) followed by the
+        allowed range; at a step, a parameter that is an inference tensor or
+        whose memory overlaps another parameter's (in any group: a tensor
+        listed twice), a parameter under ``convention="spec"`` that only
+        torch's implementation can step.
+    RuntimeError
+        At a step, a sparse gradient (as torch: ``Adamax does not support
+        sparse gradients``).
 
     Notes
     -----
-    Differences from ``torch.optim.Adamax``: complex parameters are refused
-    (torch updates their real and imaginary parts as independent reals; use
-    ``torch.view_as_real`` parameters for that); parameters are updated
-    by a different rounding sequence, so results agree with torch's to
-    within a few ulp per step rather than bitwise (``exp_inf`` is equal);
-    step counters must be whole numbers below 2**63 - 1; the storage of the
-    state tensors cannot be resized (``resize_``) while the optimizer holds
-    them. Within a group, parameters whose step counts differ (one that had no
-    gradient at some step) take one compiled call per distinct count.
-    Gradients must not share memory with the parameters or the state (autograd
-    never makes such gradients). A gradient that is not contiguous, or that
-    is a lazily negated view, is read through a contiguous copy made at that
-    step; every other gradient is read in place.
+    A step that raises one of the errors above changes no parameter and no
+    state: every group is checked before the first write. (An error raised
+    by torch's implementation while it runs, such as ``capturable=True`` on
+    the CPU, is raised as torch raises it, after the groups before it were
+    stepped, as with ``torch.optim.Adamax``.)
+
+    How the compiled paths compare with ``torch.optim.Adamax``: the same
+    formulas in a different rounding sequence. ``exp_inf`` is bitwise equal
+    to torch's without weight decay; with ``weight_decay`` it can differ by
+    up to one ulp of ``|grad| + weight_decay * |param|`` (torch may fuse the
+    product and the sum of ``grad + weight_decay * param`` into one
+    operation; the kernel rounds the product first). ``exp_avg`` and the parameter agree with torch's to within a few
+    ulp per step. Step counters must be whole numbers below 2**63 - 1; the
+    storage of the state tensors on the table path cannot be resized
+    (``resize_``) while the optimizer holds them. Within a group, parameters
+    whose step counts differ (one that had no gradient at some step) take
+    one compiled call per distinct count. Gradients must not share memory
+    with the parameters or the state (autograd never makes such gradients).
+    A gradient that is not laid out as its parameter, or that is a lazily
+    negated or conjugated view, is read through a copy in the parameter's
+    layout made at that step; every other gradient is read in place.
 
     Replacing a parameter's ``.data``, its state, a state entry or its
     gradient between steps is seen at the next step, as
@@ -186,8 +233,6 @@ class Adamax(torch.optim.Optimizer):
         convention: str = "torch",
         num_threads: int | None = None,
     ) -> None:
-        options = {"foreach": foreach, "differentiable": differentiable, "capturable": capturable}
-        _check_torch_only(options, "")
         self.convention = check_convention(convention)
         self.num_threads = check_num_threads(num_threads) or None
         defaults = {
@@ -195,10 +240,16 @@ class Adamax(torch.optim.Optimizer):
             "betas": betas,
             "eps": eps,
             "weight_decay": weight_decay,
+            "foreach": foreach,
             "maximize": maximize,
-            **options,
+            "differentiable": differentiable,
+            "capturable": capturable,
         }
         self._plans: dict[int, _GroupPlan] = {}
+        # Groups on the general path (by index), with the group they were for.
+        self._general: dict[int, dict[str, Any]] = {}
+        # Whether the parameters of different groups were last found disjoint.
+        self._groups_disjoint = False
         # (parameter, whether it had a state entry) for the states this step created
         self._new_states: list[tuple[torch.Tensor, bool]] = []
         _group_options(defaults, "torch", "")
@@ -216,6 +267,8 @@ class Adamax(torch.optim.Optimizer):
         self.__dict__.setdefault("convention", "torch")
         self.__dict__.setdefault("num_threads", None)
         self._plans = {}  # the tensors may all have been replaced
+        self._general = {}
+        self._groups_disjoint = False
         self._new_states = []
         for group in self.param_groups:
             for key, default in TORCH_ONLY_OPTIONS.items():
@@ -228,22 +281,22 @@ class Adamax(torch.optim.Optimizer):
         Parameters
         ----------
         state_dict : dict
-            As returned by ``state_dict()`` of either optimizer.
+            As returned by ``state_dict()`` of either optimizer, whichever
+            path stepped its parameters.
 
         Raises
         ------
         ValueError
-            The state dict is for a different set of parameters, or one of
-            its groups has ``differentiable`` or ``capturable`` set. Nothing
-            is loaded then. (A ``foreach`` setting is kept but has no effect.)
+            The state dict is for a different set of parameters (as torch
+            raises it). Nothing is loaded then.
         """
-        for i, group in enumerate(state_dict.get("param_groups", ())):
-            options = {k: group.get(k, v) for k, v in TORCH_ONLY_OPTIONS.items() if k != "foreach"}
-            _check_torch_only(options, f"param_groups[{i}]: ")
         super().load_state_dict(state_dict)
+        self._general = {}
+        self._groups_disjoint = False
 
-    # No torch.no_grad() here: the step runs no torch operation that autograd
-    # could record, and the decorator costs about 2 us per call.
+    # No torch.no_grad() here: the compiled paths run no torch operation that
+    # autograd could record (torch's path sets the grad mode itself), and the
+    # decorator costs about 2 us per call.
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform one optimisation step on every parameter that has a gradient.
 
@@ -260,26 +313,37 @@ class Adamax(torch.optim.Optimizer):
 
         Raises
         ------
-        TypeError, ValueError
+        TypeError, ValueError, RuntimeError
             As described for the class. Every group is checked before the
-            first write, so a step that raises changes nothing.
+            first write, so a step that raises one of those changes nothing.
         """
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        if len(self._plans) > len(self.param_groups):  # groups were removed
-            self._plans = {i: plan for i, plan in self._plans.items() if i < len(self.param_groups)}
+        n_groups = len(self.param_groups)
+        if len(self._plans) > n_groups or len(self._general) > n_groups:  # groups were removed
+            self._plans = {i: plan for i, plan in self._plans.items() if i < n_groups}
+            self._general = {i: g for i, g in self._general.items() if i < n_groups}
         self._new_states.clear()
         try:
             prepared = [w for i, group in enumerate(self.param_groups) if (w := self._prepare(i, group))]
+            if n_groups > 1 and not self._groups_disjoint:
+                self._check_groups_disjoint(prepared)
         except BaseException:
             self._forget_new_states()
             raise
-        touched = [p for _, params in prepared for p in params] if len(prepared) > 1 else (
-            prepared[0][1] if prepared else [])
-        for table, _ in prepared:
+        if len(prepared) == 1 and type(prepared[0]) is tuple:  # one table: the fast case
+            table, touched = prepared[0]
             table.run()
+        else:
+            touched = []
+            for work in prepared:
+                if isinstance(work, tuple):
+                    work[0].run()
+                    touched.extend(work[1])
+                else:
+                    touched.extend(work.run())
         if touched:
             # The writes bypassed torch: let autograd know, as an in-place op would.
             torch.autograd.graph.increment_version(touched)
@@ -287,35 +351,42 @@ class Adamax(torch.optim.Optimizer):
 
     def _prepare(
         self, i: int, group: dict[str, Any]
-    ) -> tuple[_tensor_table.TensorTable, list[torch.Tensor]] | None:
+    ) -> tuple[_tensor_table.TensorTable, list[torch.Tensor]] | _GeneralStep | None:
         """Check group ``i`` and compute its coefficients.
 
         Returns its table and the parameters the step will write (all of the
-        group's when their count is the table's), or None when no parameter
-        has a gradient.
+        group's when their count is the table's), the general path's step,
+        or None when no parameter has a gradient.
 
         The compiled table does the per-parameter work; Python runs only
         for what changed since the last step (a new parameter or state, a
-        gradient that needs a copy) and to raise errors. Nothing is written.
+        gradient that needs a copy) and to raise errors. A group whose
+        parameters or options the table does not take goes to the general
+        path (compiled through flat views, or torch's implementation). Nothing
+        is written.
         """
         where = f"param_groups[{i}]"
-        if group.get("differentiable", False) is not False or group.get("capturable", False) is not False:
-            _group_options(group, self.convention, f"{where}: ")  # raises
+        if self._general.get(i) is group or _torch_flags(group):
+            return self._prepare_general(i, group)
         plan = self._plans.get(i)
         if plan is None or plan.group is not group:
             plan = self._plans[i] = _GroupPlan(group, where, self._new_states)
         params = group["params"]
         if type(params) is not list:
             params = list(params)
-        found = plan.gather(params, self.state)
-        if found < 0:  # the group's parameters were changed
-            plan = self._plans[i] = _GroupPlan(group, where, self._new_states)
+        try:
             found = plan.gather(params, self.state)
+            if found < 0:  # the group's parameters were changed
+                plan = self._plans[i] = _GroupPlan(group, where, self._new_states)
+                found = plan.gather(params, self.state)
+        except _NotForTable:
+            return self._prepare_general(i, group)
         if found == 0:
             return None
         if plan.table.unchecked:
             _check_disjoint(plan.table.written(), where)
             plan.table.mark_checked()
+            self._groups_disjoint = False
         try:
             beta1, beta2 = group["betas"]
         except (TypeError, ValueError):
@@ -323,6 +394,8 @@ class Adamax(torch.optim.Optimizer):
         fast = (group["lr"], beta1, beta2, group["eps"], group["weight_decay"], group["maximize"])
         if not plan.table.prepare(*fast, self.convention, self.num_threads):
             o = _group_options(group, self.convention, f"{where}: ")
+            if o is None:  # values only torch's implementation computes
+                return self._prepare_general(i, group)
             for j, p in enumerate(params):
                 if p.grad is not None:
                     _step_count(float(self.state[p]["step"]), f"{where}['params'][{j}]")
@@ -331,9 +404,74 @@ class Adamax(torch.optim.Optimizer):
                 raise AssertionError(f"{where}: checked hyperparameters refused: {o}")
         return plan.table, params if found == len(params) else plan.table.selected_params()
 
+    def _prepare_general(self, i: int, group: dict[str, Any]) -> _GeneralStep | None:
+        """The general path of group ``i``: each parameter routed, checked, its state made.
+
+        Parameters the table takes after all (the group changed back) send the
+        group to the table path again from the next step.
+        """
+        self._plans.pop(i, None)
+        where = f"param_groups[{i}]"
+        work = _GeneralStep(group, self.convention, self.num_threads, where)
+        simple = True
+        state_of = self.state
+        for j, p in enumerate(group["params"]):
+            g = p.grad
+            if g is None:
+                continue
+            if g.layout is not torch.strided:
+                raise RuntimeError(f"{where}['params'][{j}]: Adamax does not support sparse gradients "
+                                   f"(the gradient is {g.layout})")
+            state = state_of.get(p)
+            if not state:
+                state = self._new_state(p, group)
+            simple = work.add(j, p, g, state) and simple
+        if simple:
+            self._general.pop(i, None)
+        else:
+            self._general[i] = group
+        if work.steps:  # the kernel writes in this group
+            self._groups_disjoint = False
+        return work.finish()
+
+    def _new_state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
+        """Parameter ``p``'s state on first use, made as torch makes it."""
+        had_entry = p in self.state
+        state = self.state[p]
+        self._new_states.append((p, had_entry))
+        state["step"] = (
+            torch.zeros((), dtype=_scalar_dtype(), device=p.device) if group.get("capturable")
+            else torch.tensor(0.0, dtype=_scalar_dtype())
+        )
+        state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["exp_inf"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        return state
+
+    def _check_groups_disjoint(self, prepared: Sequence[Any]) -> None:
+        """No tensor the kernel writes in one group overlaps one it writes in another.
+
+        A tensor in two groups (appended to their lists directly, which
+        ``add_param_group`` refuses) would be stepped twice with one state,
+        both times with the coefficients of the first. (Torch's own
+        implementation reads each state as it steps, as torch does.)
+        """
+        written: list[tuple[str, tuple[torch.Tensor, ...]]] = []
+        for i, group in enumerate(self.param_groups):
+            plan = self._plans.get(i)
+            if plan is not None and plan.group is group:
+                index = {id(p): j for j, p in enumerate(group["params"])}
+                written.extend((f"param_groups[{i}]['params'][{index.get(id(ts[0]), '?')}]", ts)
+                               for ts in plan.table.written())
+        for work in prepared:
+            if isinstance(work, _GeneralStep):
+                written.extend((f"{work.where}['params'][{j}]", ts)
+                               for j, ts in zip(work.indices, work.written))
+        _check_disjoint([ts for _, ts in written], "param_groups", [w for w, _ in written])
+        self._groups_disjoint = True
+
     def _forget_new_states(self) -> None:
         """Undo the states a failed step created: every parameter as it was."""
-        for p, had_entry in self._new_states:
+        for p, had_entry in reversed(self._new_states):
             if had_entry:
                 self.state[p].clear()
             else:
@@ -350,62 +488,69 @@ def _step_count(value: float, where: str) -> None:
         )
 
 
-def _check_torch_only(options: dict[str, Any], where: str) -> None:
-    for name, value in options.items():
-        default = TORCH_ONLY_OPTIONS[name]
-        if value is not default:
-            raise ValueError(
-                f"{where}{name}={value!r} is not supported by adamax_cy.torch.Adamax "
-                f"(only {default!r}: the step is always one compiled call on CPU tensors); "
-                "use torch.optim.Adamax for it"
-            )
+#: torch.optim.Adamax's range checks, in its order: its words, then ours.
+_TORCH_CHECKS = (
+    ("lr", "Invalid learning rate", "lr must be a number >= 0"),
+    ("eps", "Invalid epsilon value", "eps must be a number >= 0"),
+    ("beta1", "Invalid beta parameter at index 0", "beta1 must be in [0, 1)"),
+    ("beta2", "Invalid beta parameter at index 1", "beta2 must be in [0, 1)"),
+    ("weight_decay", "Invalid weight_decay value", "weight_decay must be a number >= 0"),
+)
 
 
-def _group_options(group: dict[str, Any], convention: str, where: str) -> dict[str, Any]:
-    """The group's hyperparameters, checked, as keyword arguments of the API."""
-    _check_torch_only(
-        {"differentiable": group.get("differentiable", False), "capturable": group.get("capturable", False)},
-        where,
-    )
-    lr = group["lr"]
+def _torch_checks(lr: Any, betas: Any, eps: Any, weight_decay: Any, where: str) -> bool:
+    """Raise the ValueError torch.optim.Adamax raises for these values, with our detail.
+
+    False when torch's checks cannot be evaluated (a value of the wrong
+    type: the caller's own checks say what is wrong); True when torch
+    accepts the values.
+    """
+    if isinstance(lr, torch.Tensor) and lr.numel() != 1:
+        raise ValueError(f"{where}Tensor lr must be 1-element, got {lr.numel()} elements")
+    try:
+        values = {"lr": lr, "eps": eps, "beta1": betas[0], "beta2": betas[1], "weight_decay": weight_decay}
+        for name, words, ours in _TORCH_CHECKS:
+            value = values[name]
+            ok = 0.0 <= value < 1.0 if name.startswith("beta") else 0.0 <= value
+            if not ok:
+                raise ValueError(f"{where}{words}: {value} ({ours}, got {value!r})")
+    except (TypeError, IndexError, KeyError, RuntimeError):
+        return False
+    return True
+
+
+def _group_options(group: dict[str, Any], convention: str, where: str) -> dict[str, Any] | None:
+    """The group's hyperparameters, checked, as keyword arguments of the API.
+
+    None when torch accepts values the kernel does not compute (an infinite
+    ``lr``, ``eps`` or ``weight_decay``, a ``maximize`` that is not a bool):
+    the group then runs torch's implementation. Values torch refuses raise
+    torch's error.
+    """
+    lr, betas = group["lr"], group["betas"]
+    torch_accepts = _torch_checks(lr, betas, group["eps"], group["weight_decay"], where)
     if isinstance(lr, torch.Tensor):
-        if lr.numel() != 1:
-            raise ValueError(f"{where}a Tensor lr must have one element, got {lr.numel()}")
         lr = lr.item()
-    beta1, beta2 = check_betas(group["betas"], where)
-    return check_options(
-        lr=lr,
-        beta1=beta1,
-        beta2=beta2,
-        eps=group["eps"],
-        weight_decay=group["weight_decay"],
-        decoupled_weight_decay=False,
-        maximize=group["maximize"],
-        convention=convention,
-        where=where,
-    )
+    beta1, beta2 = check_betas(betas, where)
+    try:
+        return check_options(
+            lr=lr,
+            beta1=beta1,
+            beta2=beta2,
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            decoupled_weight_decay=False,
+            maximize=group["maximize"],
+            convention=convention,
+            where=where,
+        )
+    except (TypeError, ValueError):
+        if torch_accepts and convention == "torch":
+            return None
+        raise
 
 
 def _check_tensor(t: torch.Tensor, name: str, where: str, written: bool = True) -> None:
-    if t.layout is not torch.strided:
-        raise TypeError(f"{where}: {name} is a {t.layout} tensor; only dense tensors are supported")
-    if t.device.type != "cpu":
-        raise ValueError(
-            f"{where}: {name} is on {t.device}; adamax_cy.torch.Adamax updates CPU tensors only "
-            "(use torch.optim.Adamax on other devices)"
-        )
-    if t.is_complex():
-        raise TypeError(
-            f"{where}: {name} is complex ({t.dtype}); pass torch.view_as_real of it as a "
-            "real parameter instead"
-        )
-    if t.dtype not in SUPPORTED_DTYPES:
-        raise TypeError(f"{where}: {name} has dtype {t.dtype}; supported are float32 and float64")
-    if not t.is_contiguous():
-        raise ValueError(
-            f"{where}: {name} is not contiguous; an in-place update needs contiguous memory "
-            "(make the parameter contiguous before creating the optimizer)"
-        )
     if written and t.is_inference():
         raise ValueError(
             f"{where}: {name} is an inference tensor (made under torch.inference_mode()), "
@@ -413,9 +558,33 @@ def _check_tensor(t: torch.Tensor, name: str, where: str, written: bool = True) 
         )
 
 
+def _torch_flags(group: dict[str, Any]) -> bool:
+    """Whether the group asks for what only torch's implementation does."""
+    return bool(group.get("differentiable", False) or group.get("capturable", False))
+
+
+def _is_plain(t: Any) -> bool:
+    return type(t) is torch.nn.Parameter or type(t) is torch.Tensor
+
+
+def _is_plain_cpu(t: Any) -> bool:
+    return _is_plain(t) and t.device.type == "cpu" and t.layout is torch.strided
+
+
+def _for_table(t: Any) -> bool:
+    """Whether the table takes tensor ``t`` (a parameter or a state tensor) as it is."""
+    return (_is_plain_cpu(t) and t.dtype in SUPPORTED_DTYPES and t.is_contiguous()
+            and not t.is_conj() and not t.is_neg())
+
+
 def _new_entry(plan: _GroupPlan, j: int, p: torch.Tensor, state: dict[str, Any], where: str) -> None:
-    """Check a parameter and its state, creating the state on first use, and record them."""
+    """Check a parameter and its state, creating the state on first use, and record them.
+
+    Raises _NotForTable for a parameter or state the table does not take.
+    """
     _check_tensor(p, "the parameter", where)
+    if not _for_table(p):
+        raise _NotForTable(where)
     if len(state) == 0:
         step = torch.tensor(0.0, dtype=_scalar_dtype())
         exp_avg = torch.zeros_like(p, memory_format=torch.contiguous_format)
@@ -434,6 +603,8 @@ def _new_entry(plan: _GroupPlan, j: int, p: torch.Tensor, state: dict[str, Any],
             if not isinstance(t, torch.Tensor) or t.shape != p.shape or t.dtype != p.dtype:
                 raise ValueError(f"{where}: state[{name!r}] does not match the parameter's shape and dtype")
             _check_tensor(t, f"state[{name!r}]", where)
+            if not _for_table(t):
+                raise _NotForTable(where)
     state["step"] = step
     state["exp_avg"] = exp_avg
     state["exp_inf"] = exp_inf
@@ -446,16 +617,27 @@ def _new_entry(plan: _GroupPlan, j: int, p: torch.Tensor, state: dict[str, Any],
                          p.dtype == torch.float64, step.dtype == torch.float64, keep)
 
 
-def _check_disjoint(written: Sequence[tuple[torch.Tensor, ...]], where: str) -> None:
-    """No written tensor of a group overlaps another (a shared parameter, say)."""
+def _check_disjoint(written: Sequence[tuple[torch.Tensor, ...]], where: str,
+                    labels: Sequence[str] | None = None) -> None:
+    """No written tensor overlaps another (a shared parameter, say).
+
+    ``written`` holds dense tensors ``(param, exp_avg, exp_inf)``, labelled
+    by ``labels`` (in the error message) when given.
+    """
     spans = sorted(
         (t.data_ptr(), t.data_ptr() + t.numel() * t.element_size(), j, name)
         for j, tensors in enumerate(written)
         for name, t in zip(("parameter", "exp_avg", "exp_inf"), tensors)
         if t.numel()
     )
-    for (_, end, _, name), (start, _, _, other) in zip(spans, spans[1:]):
+    for (_, end, j, name), (start, _, k, other) in zip(spans, spans[1:]):
         if start < end:
+            if labels is not None:
+                raise ValueError(
+                    f"{labels[j]} and {labels[k]}: {_article(name)} {name} and {_article(other)} "
+                    f"{other} share memory (one tensor in two parameter groups, or views of one "
+                    "tensor); an in-place update would corrupt them"
+                )
             raise ValueError(
                 f"{where}: {_article(name)} {name} and {_article(other)} {other} share memory (a parameter listed twice, or "
                 "views of one tensor); an in-place update would corrupt them"
@@ -469,8 +651,180 @@ def _article(noun: str) -> str:
 def _grad_tensor(g: torch.Tensor, p: torch.Tensor, where: str) -> torch.Tensor:
     """A contiguous copy of a gradient the kernel cannot read as it is, or a clear error."""
     if g.layout is not torch.strided:
-        raise TypeError(f"{where}: the gradient is {g.layout}; sparse gradients are not supported")
-    _check_tensor(g.detach().contiguous(), "the gradient", where, written=False)
-    if g.numel() != p.numel() or g.dtype != p.dtype:
-        raise ValueError(f"{where}: the gradient does not match the parameter's shape and dtype")
+        raise RuntimeError(f"{where}: Adamax does not support sparse gradients (the gradient is {g.layout})")
+    if g.numel() != p.numel() or g.dtype != p.dtype or g.device != p.device:
+        raise ValueError(f"{where}: the gradient does not match the parameter's shape, dtype and device")
     return g.detach().resolve_neg().resolve_conj().contiguous()
+
+
+_DTENSOR: list[type | None] = []
+
+
+def _dtensor_type() -> type | None:
+    """``torch.distributed.tensor.DTensor``, or None where torch has no distributed package."""
+    if not _DTENSOR:
+        try:
+            from torch.distributed.tensor import DTensor as dtensor
+        except ImportError:  # pragma: no cover - torch built without distributed
+            _DTENSOR.append(None)
+        else:
+            _DTENSOR.append(dtensor)
+    return _DTENSOR[0]
+
+
+def _dense_layout(t: torch.Tensor) -> bool:
+    """Whether ``t``'s elements fill its memory from ``data_ptr()`` on: no gap, no overlap."""
+    expected = 1
+    for stride, size in sorted((st, s) for s, st in zip(t.shape, t.stride()) if s != 1):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def _same_layout(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether ``a`` and ``b`` (of one shape) lay out their elements alike."""
+    sa, sb = a.stride(), b.stride()
+    return sa == sb or all(x == y for x, y, s in zip(sa, sb, b.shape) if s != 1)
+
+
+def _flat(t: torch.Tensor, n: int) -> Any:
+    """A 1-D NumPy view of a dense real tensor of ``n`` elements, in storage order."""
+    return t.detach().as_strided((n,), (1,)).numpy()
+
+
+class _GeneralStep:
+    """One step of a group on the general path.
+
+    Each parameter with a gradient is routed: to the compiled kernel through
+    flat views in storage order (its local shard for a ``DTensor``), or to
+    torch's implementation. :meth:`add` checks and routes, :meth:`finish`
+    checks the group, :meth:`run` writes.
+    """
+
+    def __init__(self, group: dict[str, Any], convention: str, num_threads: int | None,
+                 where: str) -> None:
+        self.group = group
+        self.convention = convention
+        self.num_threads = num_threads
+        self.where = where
+        self.options = None if _torch_flags(group) else _group_options(group, convention, f"{where}: ")
+        self.kernel: dict[int, tuple[list[Any], list[Any], list[Any], list[Any]]] = {}
+        self.steps: list[torch.Tensor] = []
+        self.written: list[tuple[torch.Tensor, ...]] = []  # by the kernel
+        self.indices: list[int] = []  # of the parameters in written
+        self.torch_lists: tuple[list[torch.Tensor], ...] = ([], [], [], [], [])
+
+    def add(self, j: int, p: torch.Tensor, g: torch.Tensor, state: dict[str, Any]) -> bool:
+        """Route parameter ``j``, ``p``; whether the table would take it (and its state) as it is."""
+        views = None
+        if self.options is not None and p.dtype in _KERNEL_DTYPE_SET and p.is_cpu:
+            views = self._local(p, g, state["exp_avg"], state["exp_inf"])
+        if views is None:
+            if self.convention != "torch":
+                raise ValueError(
+                    f"{self.where}['params'][{j}]: this parameter ({p.dtype} on {p.device}) is "
+                    "stepped by torch's implementation, which computes convention='torch' only"
+                )
+            params, grads, exp_avgs, exp_infs, steps = self.torch_lists
+            params.append(p)
+            grads.append(g)
+            exp_avgs.append(state["exp_avg"])
+            exp_infs.append(state["exp_inf"])
+            steps.append(state["step"])
+            return False
+        exp_avg, exp_inf, step = state["exp_avg"], state["exp_inf"], state["step"]
+        if p.is_inference() or exp_avg.is_inference() or exp_inf.is_inference():
+            where = f"{self.where}['params'][{j}]"
+            _check_tensor(p, "the parameter", where)
+            _check_tensor(exp_avg, "state['exp_avg']", where)
+            _check_tensor(exp_inf, "state['exp_inf']", where)
+        if not (type(step) is torch.Tensor and step.is_cpu and step.dtype in SUPPORTED_DTYPES
+                and step.numel() == 1 and step.layout is torch.strided and not step.is_inference()):
+            step = state["step"] = torch.tensor(float(step), dtype=_scalar_dtype())
+        value = step.item()
+        if not (math.isfinite(value) and value == int(value) and 0 <= value < MAX_STEP - 1):
+            _step_count(value, f"{self.where}['params'][{j}]")  # raises
+        lp, lg, lm, lu = views
+        self.steps.append(step)
+        self.written.append((lp, lm, lu))
+        self.indices.append(j)
+        n = lp.numel()
+        if n:
+            real: tuple[torch.Tensor, ...] = views
+            if lp.is_complex():
+                real = tuple(torch.view_as_real(a.detach()) for a in views)
+                n *= 2
+            for out, a in zip(self.kernel.setdefault(int(value) + 1, ([], [], [], [])), real):
+                out.append(_flat(a, n))
+        return _for_table(p) and _for_table(exp_avg) and _for_table(exp_inf)
+
+    @staticmethod
+    def _local(p: Any, g: Any, exp_avg: Any, exp_inf: Any
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """``(param, grad, exp_avg, exp_inf)`` as the kernel reads them, or None for torch's path.
+
+        The local tensors of a ``DTensor`` parameter (its gradient and state
+        of the same mesh and placements); the gradient as a copy in the
+        parameter's layout when it is laid out otherwise.
+        """
+        tensors: tuple[Any, ...] = (p, g, exp_avg, exp_inf)
+        if not _is_plain(p):
+            dtensor = _dtensor_type()
+            if dtensor is None or not all(isinstance(t, dtensor) for t in tensors):
+                return None
+            if not all(t.device_mesh == p.device_mesh and t.placements == p.placements for t in tensors):
+                return None
+            with torch.no_grad():
+                tensors = tuple(t.to_local().detach() for t in tensors)
+            p, g, exp_avg, exp_inf = tensors
+        if not (_is_plain(p) and p.is_cpu and p.layout is torch.strided
+                and p.dtype in _KERNEL_DTYPE_SET and (p.is_contiguous() or _dense_layout(p))):
+            return None
+        dtype, shape = p.dtype, p.shape
+        for t in tensors:
+            if not (_is_plain(t) and t.is_cpu and t.layout is torch.strided
+                    and t.dtype == dtype and t.shape == shape):
+                return None
+        for t in (p, exp_avg, exp_inf):
+            if t.is_conj() or t.is_neg() or not _same_layout(t, p):
+                return None
+        if g.is_conj() or g.is_neg() or not _same_layout(g, p):
+            g = torch.empty_like(p, memory_format=torch.preserve_format).copy_(g.detach())
+        return p, g, exp_avg, exp_inf
+
+    def finish(self) -> _GeneralStep | None:
+        """Check that no written tensor overlaps another; self, or None with nothing to do."""
+        if not self.steps and not self.torch_lists[0]:
+            return None
+        _check_disjoint(self.written, self.where)
+        return self
+
+    def run(self) -> list[torch.Tensor]:
+        """Update the parameters; the tensors the kernel wrote (for autograd's version counters)."""
+        o = self.options
+        if o is not None:
+            for t, (ps, gs, ms, us) in self.kernel.items():
+                adamax_step_many(
+                    ps, gs, ms, us, t, o["lr"], o["beta1"], o["beta2"], o["eps"],
+                    weight_decay=o["weight_decay"], maximize=o["maximize"],
+                    convention=self.convention, num_threads=self.num_threads,
+                )
+            if self.steps:
+                torch._foreach_add_(self.steps, 1)
+        params, grads, exp_avgs, exp_infs, steps = self.torch_lists
+        if params:
+            group = self.group
+            beta1, beta2 = group["betas"]
+            has_complex = any(p.is_complex() for p in params)
+            differentiable = group.get("differentiable", False)
+            with torch.set_grad_enabled(bool(differentiable)):
+                torch_adamax(
+                    params, grads, exp_avgs, exp_infs, steps, eps=group["eps"], beta1=beta1,
+                    beta2=beta2, lr=group["lr"], weight_decay=group["weight_decay"],
+                    foreach=group.get("foreach"),
+                    maximize=group["maximize"], differentiable=differentiable,
+                    capturable=group.get("capturable", False), has_complex=has_complex,
+                )
+        return [ts[0] for ts in self.written]
+

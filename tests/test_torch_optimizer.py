@@ -1,4 +1,4 @@
-"""adamax_cy.torch.Adamax against torch.optim.Adamax, and under DistributedDataParallel.
+"""adamax_cy.torch.Adamax against torch.optim.Adamax (distributed training: test_torch_distributed.py).
 
 Parity is checked step by step ("lockstep"): both optimizers take each step
 from the same parameters, gradients and state, the results are compared
@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import doctest
 import io
-import multiprocessing
 import subprocess
 import sys
 import warnings
@@ -304,16 +303,6 @@ def test_our_checkpoint_continues_bitwise_in_ours():
                 assert torch.equal(opt_a.state[pa][key], opt_b.state[pb][key])
 
 
-def test_loading_a_capturable_checkpoint_is_refused_and_changes_nothing():
-    ours = twin(mlp(torch.float32).parameters())
-    opt = Adamax(ours)
-    saved = opt.state_dict()
-    saved["param_groups"][0]["capturable"] = True
-    with pytest.raises(ValueError, match="capturable"):
-        opt.load_state_dict(saved)
-    assert opt.param_groups[0]["capturable"] is False
-
-
 # -- schedulers, missing gradients, groups ---------------------------------------
 
 
@@ -600,12 +589,13 @@ def test_state_storage_cannot_be_reallocated_under_the_optimizer():
 def test_a_failed_step_creates_no_state_in_any_group():
     good = torch.nn.Parameter(torch.randn(3))
     fresh = torch.nn.Parameter(torch.randn(3))
-    bad = torch.nn.Parameter(torch.ones(3, dtype=torch.float16))
+    bad = torch.nn.Parameter(torch.ones(3))
     opt = Adamax([{"params": [good, fresh]}, {"params": [bad]}])
     opt.state[fresh] = {}
-    good.grad, fresh.grad, bad.grad = torch.randn(3), torch.randn(3), torch.ones(3, dtype=torch.float16)
+    opt.param_groups[1]["lr"] = -1.0
+    good.grad, fresh.grad, bad.grad = torch.randn(3), torch.randn(3), torch.ones(3)
     before = opt.state_dict()
-    with pytest.raises(TypeError, match="float16"):
+    with pytest.raises(ValueError, match=r"param_groups\[1\]: Invalid learning rate"):
         opt.step()
     assert opt.state_dict() == before == {"state": {1: {}}, "param_groups": before["param_groups"]}
 
@@ -693,10 +683,6 @@ def test_the_optimizer_keeps_no_gradient_and_no_removed_group_alive():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(foreach=True), "foreach"),
-        (dict(foreach=False), "foreach"),
-        (dict(differentiable=True), "differentiable"),
-        (dict(capturable=True), "capturable"),
         (dict(convention="keras"), "convention"),
         (dict(lr=-1.0), "lr"),
         (dict(betas=(1.0, 0.9)), "beta1"),
@@ -715,37 +701,12 @@ def _state_snapshot(opt, params):
     ]
 
 
-def _bad_parameters():
-    cases = []
-    cases.append(("float16", lambda: torch.nn.Parameter(torch.ones(3, dtype=torch.float16)), TypeError, "float16"))
-    cases.append(("complex", lambda: torch.nn.Parameter(torch.ones(3, dtype=torch.complex64)), TypeError, "complex"))
-    cases.append(("non-contiguous", lambda: torch.nn.Parameter(torch.ones(4, 3).t()), ValueError, "contiguous"))
-    cases.append(("meta device", lambda: torch.nn.Parameter(torch.ones(3, device="meta")), ValueError, "CPU"))
-    return cases
-
-
-@pytest.mark.parametrize("name, make, error, match", _bad_parameters(), ids=[c[0] for c in _bad_parameters()])
-def test_unsupported_parameters_raise_and_change_nothing(name, make, error, match):
-    good = torch.nn.Parameter(torch.randn(5))
-    bad = make()
-    opt = Adamax([{"params": [good]}, {"params": [bad]}])
-    good.grad = torch.randn(5)
-    opt.step()  # good now has state
-    snapshot = _state_snapshot(opt, [good])
-    good.grad = torch.randn(5)
-    bad.grad = torch.ones_like(bad)
-    with pytest.raises(error, match=match):
-        opt.step()
-    for before, after in zip(snapshot, _state_snapshot(opt, [good])):
-        assert torch.equal(before, after)
-
-
 def test_sparse_gradients_are_refused():
     emb = torch.nn.Embedding(10, 3, sparse=True)
     opt = Adamax(emb.parameters())
     before = emb.weight.detach().clone()
     emb(torch.tensor([1, 2])).sum().backward()
-    with pytest.raises(TypeError, match="sparse"):
+    with pytest.raises(RuntimeError, match="Adamax does not support sparse gradients"):
         opt.step()
     assert torch.equal(emb.weight, before)
 
@@ -764,15 +725,6 @@ def test_parameters_sharing_memory_are_refused():
         opt = Adamax([p, p])
     p.grad = torch.ones(3)
     with pytest.raises(ValueError, match="share memory"):
-        opt.step()
-
-
-def test_a_group_added_with_capturable_is_refused_at_step():
-    opt = Adamax([torch.nn.Parameter(torch.ones(2))])
-    p = torch.nn.Parameter(torch.ones(2))
-    opt.add_param_group({"params": [p], "capturable": True})
-    p.grad = torch.ones(2)
-    with pytest.raises(ValueError, match=r"param_groups\[1\]: capturable"):
         opt.step()
 
 
@@ -801,146 +753,6 @@ def test_importing_the_package_does_not_import_torch(tmp_path):
 def test_docstring_examples():
     result = doctest.testmod(adamax_torch)
     assert result.attempted > 0 and result.failed == 0
-
-
-# -- DistributedDataParallel -----------------------------------------------------
-
-DDP_STEPS = 6
-DDP_SIZE = 64
-DDP_JOIN_SECONDS = 120
-
-
-class Elementwise(torch.nn.Module):
-    """y = x * w + b. With x in {±1/2, ±1, ±2}, every product and batch sum in
-    the gradient is exact or rounded the same way in one process on two samples
-    as in two processes on one sample each, so the gradients are bitwise equal."""
-
-    def __init__(self, w, b):
-        super().__init__()
-        self.w = torch.nn.Parameter(w.clone())
-        self.b = torch.nn.Parameter(b.clone())
-
-    def forward(self, x):
-        return x * self.w + self.b
-
-
-def _ddp_data():
-    gen = torch.Generator().manual_seed(7)
-    choices = torch.tensor([-2.0, -1.0, -0.5, 0.5, 1.0, 2.0], dtype=torch.float64)
-    x = choices[torch.randint(0, 6, (DDP_STEPS, 2, DDP_SIZE), generator=gen)]
-    y = torch.randn(DDP_STEPS, 2, DDP_SIZE, generator=gen, dtype=torch.float64)
-    w = torch.randn(DDP_SIZE, generator=gen, dtype=torch.float64)
-    b = torch.randn(DDP_SIZE, generator=gen, dtype=torch.float64)
-    return x, y, w, b
-
-
-DDP_OPTIONS = dict(lr=0.05, weight_decay=0.01)
-
-
-def _ddp_worker(rank, world_size, store, out):
-    import os
-    from datetime import timedelta
-
-    import torch.distributed as dist
-    from torch.nn.parallel import DistributedDataParallel
-
-    os.environ["GLOO_SOCKET_IFNAME"] = "lo"
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=f"file://{store}", rank=rank, world_size=world_size,
-        timeout=timedelta(seconds=60),
-    )
-    try:
-        x, y, w, b = _ddp_data()
-        model = DistributedDataParallel(Elementwise(w, b))
-        opt = Adamax(model.parameters(), **DDP_OPTIONS)
-        record = []
-        for s in range(DDP_STEPS):
-            opt.zero_grad()
-            out_ = model(x[s, rank : rank + 1])
-            torch.nn.functional.mse_loss(out_, y[s, rank : rank + 1]).backward()
-            record.append({
-                "params": [p.detach().clone() for p in model.parameters()],
-                "grads": [p.grad.clone() for p in model.parameters()],
-                "state": copy.deepcopy(opt.state_dict()),
-            })
-            opt.step()
-        record.append({
-            "params": [p.detach().clone() for p in model.parameters()],
-            "state": copy.deepcopy(opt.state_dict()),
-        })
-        torch.save(record, out)
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
-
-
-def _run_ddp(tmp_path, world_size=2):
-    ctx = multiprocessing.get_context("spawn")
-    outs = [tmp_path / f"rank{r}.pt" for r in range(world_size)]
-    store = tmp_path / "store"
-    procs = [ctx.Process(target=_ddp_worker, args=(r, world_size, str(store), str(outs[r])))
-             for r in range(world_size)]
-    try:
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join(DDP_JOIN_SECONDS)
-        alive = [p.pid for p in procs if p.is_alive()]
-        assert not alive, f"distributed workers {alive} did not finish in {DDP_JOIN_SECONDS} s"
-        assert [p.exitcode for p in procs] == [0] * world_size
-    finally:
-        for p in procs:
-            if p.is_alive():
-                p.kill()
-                p.join(10)
-    return [torch.load(o, weights_only=True) for o in outs]
-
-
-def test_distributed_data_parallel(tmp_path):
-    records = _run_ddp(tmp_path)
-    # Both ranks hold the same parameters after every step.
-    for a, b in zip(*records):
-        for pa, pb in zip(a["params"], b["params"]):
-            assert torch.equal(pa, pb)
-    record = records[0]
-    x, y, w, b = _ddp_data()
-
-    # One process on the combined batch with ours: bitwise the same run.
-    single = Elementwise(w, b)
-    opt = Adamax(single.parameters(), **DDP_OPTIONS)
-    for s in range(DDP_STEPS):
-        opt.zero_grad()
-        torch.nn.functional.mse_loss(single(x[s]), y[s]).backward()
-        for p, g in zip(single.parameters(), record[s]["grads"]):
-            assert torch.equal(p.grad, g), "the distributed gradient differs from the combined batch's"
-        opt.step()
-    for p, q in zip(single.parameters(), record[-1]["params"]):
-        assert torch.equal(p.detach(), q)
-
-    # One process on the combined batch with torch.optim.Adamax, each step taken
-    # from the distributed run's parameters and state: within the per-step bound.
-    for s in range(DDP_STEPS):
-        ref = Elementwise(*record[s]["params"])
-        ref_opt = torch.optim.Adamax(ref.parameters(), **DDP_OPTIONS)
-        if s:
-            ref_opt.load_state_dict(record[s]["state"])
-        torch.nn.functional.mse_loss(ref(x[s]), y[s]).backward()
-        before = [(p.detach().clone(), p.grad.clone(),
-                   ref_opt.state[p]["exp_avg"].clone() if s else torch.zeros_like(p))
-                  for p in ref.parameters()]
-        ref_opt.step()
-        after = record[s + 1]["params"]
-        state_after = record[s + 1]["state"]["state"]
-        for i, p in enumerate(ref.parameters()):
-            st = ref_opt.state[p]
-            ours_state = tuple(state_after[i][k] for k in ("exp_avg", "exp_inf", "step"))
-            assert_torch_step(
-                before[i],
-                (p, st["exp_avg"], st["exp_inf"], st["step"]),
-                (after[i], *ours_state),
-                (DDP_OPTIONS["lr"], 0.9, DDP_OPTIONS["weight_decay"]),
-            )
 
 
 def test_tensor_learning_rate_is_read_like_a_float():
