@@ -6,7 +6,8 @@ from types import MappingProxyType
 
 import numpy as np
 
-#: The paper's defaults (SPEC.md): learning rate, decay rates and epsilon.
+#: The defaults: the paper's learning rate and decay rates, and this library's
+#: epsilon (the paper's Algorithm 2 has none); the documentation's algorithm page.
 DEFAULTS = MappingProxyType({"lr": 0.002, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8})
 
 LR: float = DEFAULTS["lr"]
@@ -14,7 +15,7 @@ BETA1: float = DEFAULTS["beta1"]
 BETA2: float = DEFAULTS["beta2"]
 EPS: float = DEFAULTS["eps"]
 
-#: ``"spec"``: eps added to u in the denominator (SPEC.md, Keras, TensorFlow).
+#: ``"spec"``: eps added to u in the denominator (this library's specification, Keras, TensorFlow).
 #: ``"torch"``: eps inside the max, denominator u (PyTorch, Optax).
 CONVENTIONS = ("spec", "torch")
 

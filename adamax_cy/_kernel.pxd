@@ -1,6 +1,6 @@
-# What other extensions (the PyTorch optimizer's table) take from the
-# kernel: the hyperparameters, the coefficients computed from them, and the
-# two-table layout that a many-array step runs on.
+# What other extensions of the package take from the kernel (they cimport
+# it; it imports none of them): the hyperparameters, the coefficients
+# computed from them, and the two-table layout that a many-array step runs on.
 
 from libc.stdint cimport uintptr_t
 

@@ -1,6 +1,6 @@
 # Hyperparameters to coefficients (included by _kernel.pyx): the fast
 # reading of Python hyperparameters and the one formula of the per-call
-# coefficients, shared by every entry point and by the PyTorch table.
+# coefficients, shared by every entry point and by the extensions that cimport the kernel.
 
 # A step count is a whole number from 1 to MAX_STEP - 1: beta1**t needs t as
 # a double (and as a C long long here).

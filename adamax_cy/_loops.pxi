@@ -42,7 +42,7 @@ cdef inline void update_loop(
     bint zero_guard,
 ) noexcept nogil:
     # Coefficients rounded once to the array's dtype; every operation below
-    # is done in that dtype, in the order of SPEC.md.
+    # is done in that dtype, in the order of the algorithm's formulas.
     cdef floating beta1 = <floating>k.beta1
     cdef floating one_minus_beta1 = <floating>k.one_minus_beta1
     cdef floating beta2 = <floating>k.beta2

@@ -1,6 +1,6 @@
 """The Adamax specification as plain Python: an oracle for testing implementations.
 
-This package encodes SPEC.md's formulas one line each, in three arithmetics
+This package encodes the algorithm's formulas one line each, in three arithmetics
 (``float64``, ``float32`` and ``exact``), and holds the spec's worked examples
 as data. It never imports the rest of :mod:`adamax_cy`, so it can judge the
 compiled kernel (or anybody else's Adamax) independently.

@@ -1,4 +1,4 @@
-"""The Adamax step of SPEC.md, one line per formula.
+"""The Adamax step, one line per formula (the documentation's algorithm page).
 
 Written to be read beside the specification, not to be fast. Three
 arithmetics are offered:
@@ -50,7 +50,8 @@ ARITHMETICS = ("float64", "float32", "exact")
 #: Where eps goes: ``"spec"`` adds it to ``u_t``; ``"torch"`` puts it inside the max.
 CONVENTIONS = ("spec", "torch")
 
-#: The paper's default hyperparameters, as SPEC.md states them.
+#: The default hyperparameters: the paper's lr, beta1 and beta2, and the
+#: specification's eps (the paper's Algorithm 2 has none).
 DEFAULTS = {"lr": 0.002, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
 
 #: Exact arithmetic computes ``beta1**t`` exactly up to this many steps.
@@ -138,7 +139,7 @@ def nan_max(a: Number, b: Number) -> Number:
 
 @dataclass(frozen=True)
 class Trace:
-    """Every intermediate of one element's step, in the order of SPEC.md."""
+    """Every intermediate of one element's step, in the order of the formulas."""
 
     g: Number  #: the gradient after ``maximize`` and L2 weight decay
     param_decayed: Number  #: the parameter after decoupled weight decay
@@ -178,7 +179,7 @@ def adamax_trace(
     t : int
         The step number, 1 on the first step.
     lr, beta1, beta2, eps : float
-        The hyperparameters of SPEC.md.
+        The hyperparameters (defaults: :data:`DEFAULTS`).
     weight_decay : float
         L2 penalty added to the gradient (PyTorch), or, with
         ``decoupled_weight_decay``, the decay ``param -= lr * weight_decay * param``
@@ -186,7 +187,7 @@ def adamax_trace(
     maximize : bool
         Negate the gradient (ascend instead of descend).
     convention : {"spec", "torch"}
-        ``"spec"`` adds eps to ``u_t`` in the denominator (SPEC.md, Keras);
+        ``"spec"`` adds eps to ``u_t`` in the denominator (this library's specification, Keras);
         ``"torch"`` puts it inside the max (PyTorch, Optax).
     arithmetic : {"float64", "float32", "exact"}
         How every operation is rounded.

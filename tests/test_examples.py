@@ -46,13 +46,13 @@ def test_reference(ex, arithmetic):
 
 
 def test_example_one_in_double_precision():
-    """SPEC.md: 0.9980000002 in double precision."""
+    """The worked example's value: 0.9980000002 in double precision."""
     param, _, _ = adamax_step(1.0, 0.1, 0.0, 0.0, 1)
     assert abs(param - 0.9980000002) <= 2 * np.spacing(0.998)
 
 
 def test_example_three_in_double_precision():
-    """SPEC.md: 0.49925038797630... in double precision."""
+    """The worked example's value: 0.49925038797630... in double precision."""
     param, _, _ = adamax_step(0.5, 0.05, 0.02, 0.15, 5)
     assert 0.49925038797630 <= param < 0.49925038797631
 
