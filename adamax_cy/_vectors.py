@@ -526,11 +526,11 @@ def write_test_vectors(file: PathOrFile, seed: int = 0) -> int:
     """
     doc = generate_test_vectors(seed)
     text = json.dumps(doc, indent=1) + "\n"
-    if hasattr(file, "write"):
-        file.write(text)
-    else:
-        with open(os.fspath(file), "w", encoding="utf-8") as f:
+    if isinstance(file, (str, os.PathLike)):
+        with open(file, "w", encoding="utf-8") as f:
             f.write(text)
+    else:
+        file.write(text)
     return len(doc["vectors"])
 
 
@@ -556,11 +556,11 @@ def load_test_vectors(file: PathOrFile) -> dict[str, Any]:
     OSError
         The file cannot be read.
     """
-    if hasattr(file, "read"):
-        doc = json.load(file)
-    else:
-        with open(os.fspath(file), encoding="utf-8") as f:
+    if isinstance(file, (str, os.PathLike)):
+        with open(file, encoding="utf-8") as f:
             doc = json.load(f)
+    else:
+        doc = json.load(file)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ValueError(f"not an {FORMAT} document")
     if doc.get("version") != VERSION:

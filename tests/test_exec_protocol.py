@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("hypothesis")
 
-from adamax_cy import cli  # noqa: E402
+from adamax_cy import _vectors, cli  # noqa: E402
 from adamax_cy.reference import adamax_trace  # noqa: E402
 from adamax_cy.testing import _exec  # noqa: E402
 
@@ -156,3 +158,47 @@ def test_a_wrong_c_implementation_is_rejected_naming_the_formula(
     out, err = capsys.readouterr()
     assert status == 1, out + err
     assert f"first wrong output: {formula}  ({stage}" in out
+
+
+# ------------------------------------------- from the shell, end to end
+
+
+def console(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``python -m adamax_cy ARGS`` in a subprocess, as installed users run it."""
+    return subprocess.run([sys.executable, "-m", "adamax_cy", *args], capture_output=True, text=True,
+                          timeout=600, cwd=cwd, env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+
+
+@pytest.mark.parametrize("bug, status, says", [
+    (None, 0, "verdict: CONFORMS"),
+    ("late-bias", 1, "first wrong output: θ  (test vector t-1000-"),
+    ("theta", 1, "first wrong output: θ"),
+    ("id", 2, "PROTOCOL ERROR"),
+])
+def test_conform_exec_from_the_console(tmp_path: Path, bug: str | None, status: int, says: str) -> None:
+    proc = console("conform", "--exec", command(bug), "--convention", "torch", "--dtype", "float32",
+                   "--max-examples", "20", "--seed", "2", "--timeout", "60", cwd=tmp_path)
+    assert proc.returncode == status, proc.stdout + proc.stderr
+    assert says in proc.stdout + proc.stderr
+    if status == 0:
+        applicable = _vectors.applicable(_vectors.generate_test_vectors(), "float32", "torch")
+        assert f"test vectors: {len(applicable)} passed" in proc.stdout
+        assert "convention 'torch', float32" in proc.stdout
+
+
+def test_conform_exec_applies_the_other_options(tmp_path: Path) -> None:
+    """--option holds a value fixed (and leaves the vectors out), --widen is stated, --json is JSON."""
+    proc = console("conform", "--exec", command(), "--option", "eps=1e-3", "--widen", "param=2",
+                   "--max-examples", "10", "--seed", "2", "--timeout", "60", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["conforms"] is True and report["test_vectors"] == 0 and report["replay"] is None
+    text = json.dumps(report)
+    assert "0.001" in text and "param" in text
+
+
+def test_conform_help_shows_target_and_exec(tmp_path: Path) -> None:
+    proc = console("conform", "--help", cwd=tmp_path)
+    assert proc.returncode == 0
+    for word in ("target", "--exec COMMAND", "--timeout", "--no-vectors", "--convention", "--max-examples"):
+        assert word in proc.stdout

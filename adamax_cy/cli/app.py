@@ -30,7 +30,7 @@ PLUGINS: dict[str, tuple[str, tuple[str, ...]]] = {
         ("adamax_cy.cli.conform", "adamax_cy.testing"),
     ),
     "frameworks": (
-        "how the installed frameworks' Adamax conform (torch, Optax, Keras): a report",
+        "report how the installed frameworks' Adamax conform",
         ("adamax_cy.testing.frameworks",),
     ),
 }

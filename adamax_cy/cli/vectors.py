@@ -12,7 +12,7 @@ import sys
 from .. import _vectors
 from .arguments import non_negative_int, writable_file
 
-HELP = "write the test vectors (JSON) for implementations in any language"
+HELP = "write the test vectors (JSON), for implementations in any language"
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
