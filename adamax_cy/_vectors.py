@@ -1,9 +1,13 @@
 """Test vectors: the Adamax step as data, for implementations in any language.
 
-:func:`generate` builds one JSON-ready document of single steps with their
-expected results; :func:`write` saves it and :func:`load` reads it back;
-:func:`conforms` and :func:`check_results` are the consumer's side. The
-format is described on the documentation's "Test vectors" page.
+:func:`generate_test_vectors` builds one JSON-ready document of single steps
+with their expected results; :func:`write_test_vectors` saves it and
+:func:`load_test_vectors` reads it back (the three are public as
+:mod:`adamax_cy.testing`'s); :func:`conforms` and :func:`check_results` are
+the consumer's side, :func:`applicable` and :func:`run_on` run vectors
+through a harness adapter. The format is described on the documentation's
+"Test vectors" page. This module needs NumPy only (no hypothesis), so that
+``adamax-cy vectors`` works in any installation.
 
 Every expected value is computed here from exact rational arithmetic
 (:class:`fractions.Fraction`), each operation of the specification's
@@ -23,14 +27,14 @@ Floats are written as ``float.hex()`` strings (``"0x1.999999999999ap-4"``,
 
 from __future__ import annotations
 
-import argparse
 import json
+import os
 import math
 import random
 import sys
 from decimal import Context, Decimal
 from fractions import Fraction
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import IO, Any, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -45,11 +49,10 @@ __all__ = [
     "conforms",
     "decode",
     "encode",
-    "generate",
-    "load",
-    "main",
+    "generate_test_vectors",
+    "load_test_vectors",
     "run_on",
-    "write",
+    "write_test_vectors",
 ]
 
 FORMAT = "adamax-test-vectors"
@@ -436,14 +439,46 @@ def _specs(dtype: str, rng: random.Random) -> Iterable[tuple[str, str, int, dict
                param, grad, m, u)
 
 
-def generate(seed: int = 0) -> dict[str, Any]:
-    """The test-vector document, as JSON-ready data (deterministic for a seed).
+def generate_test_vectors(seed: int = 0) -> dict[str, Any]:
+    """The Adamax test vectors: single steps with their exact expected results.
+
+    A JSON-ready document for implementations in any language: several
+    hundred steps (the worked examples, every option, signed zeros,
+    subnormals, infinities, NaN, huge and tiny magnitudes, ``eps = 0``,
+    ``beta1 = 0``, large ``t`` and the window where ``1 - beta1**t`` stops
+    changing, and seeded random arrays) in float32 and float64 and in both
+    conventions. Every expected value is computed in exact rational
+    arithmetic and rounded once per operation to the vector's dtype; the
+    format is described on the documentation's "Test vectors" page.
+
+    Parameters
+    ----------
+    seed : int, optional
+        Seed of the random arrays and hyperparameters (default 0). The
+        document is deterministic for a seed.
+
+    Returns
+    -------
+    dict
+        ``{"format": "adamax-test-vectors", "version": 1, "generator": ...,
+        "contract": ..., "vectors": [...]}``, with every float written as a
+        ``float.hex()`` string; ready for :func:`json.dumps`.
+
+    See Also
+    --------
+    write_test_vectors : the same document, written to a file.
+    load_test_vectors : read a document back, checking its format.
 
     Examples
     --------
-    >>> doc = generate()
+    >>> doc = generate_test_vectors()
     >>> doc["format"], doc["version"], len(doc["vectors"]) > 300
     ('adamax-test-vectors', 1, True)
+    >>> v = next(v for v in doc["vectors"] if v["id"] == "worked-example-1-float64-spec")
+    >>> v["param"], v["grad"], v["t"]
+    (['0x1.0000000000000p+0'], ['0x1.999999999999ap-4'], 1)
+    >>> float.fromhex(v["expected"]["param"][0])
+    0.9980000002
     """
     vectors = []
     for dtype in DTYPES:
@@ -458,25 +493,76 @@ def generate(seed: int = 0) -> dict[str, Any]:
             "contract": CONTRACT, "vectors": vectors}
 
 
-def write(path: str, seed: int = 0) -> int:
-    """Write the document to ``path`` (``"-"`` for stdout); return the number of vectors."""
-    doc = generate(seed)
+PathOrFile = Union[str, "os.PathLike[str]", IO[str]]
+
+
+def write_test_vectors(file: PathOrFile, seed: int = 0) -> int:
+    """Write the test vectors of :func:`generate_test_vectors` as JSON.
+
+    The document is generated completely before anything is written.
+
+    Parameters
+    ----------
+    file : str, path-like or text file
+        Where to write: a path (created or replaced) or an open text file
+        (``sys.stdout``, for example), which is left open.
+    seed : int, optional
+        Seed of the random arrays and hyperparameters (default 0).
+
+    Returns
+    -------
+    int
+        The number of vectors written.
+
+    Raises
+    ------
+    OSError
+        The file cannot be written.
+
+    Examples
+    --------
+    >>> import io
+    >>> out = io.StringIO()
+    >>> write_test_vectors(out) == len(load_test_vectors(io.StringIO(out.getvalue()))["vectors"])
+    True
+    """
+    doc = generate_test_vectors(seed)
     text = json.dumps(doc, indent=1) + "\n"
-    if path == "-":
-        sys.stdout.write(text)
-    else:
-        with open(path, "w", encoding="utf-8") as f:
+    if isinstance(file, (str, os.PathLike)):
+        with open(file, "w", encoding="utf-8") as f:
             f.write(text)
+    else:
+        file.write(text)
     return len(doc["vectors"])
 
 
-def load(source: Any) -> dict[str, Any]:
-    """Read a document from a path or an open file, checking its format and version."""
-    if hasattr(source, "read"):
-        doc = json.load(source)
-    else:
-        with open(source, encoding="utf-8") as f:
+def load_test_vectors(file: PathOrFile) -> dict[str, Any]:
+    """Read a test-vector document, checking its format and version.
+
+    Parameters
+    ----------
+    file : str, path-like or text file
+        A path, or an open text file.
+
+    Returns
+    -------
+    dict
+        The document, as :func:`generate_test_vectors` returns it (floats
+        still as hex strings; ``float.fromhex`` reads them).
+
+    Raises
+    ------
+    ValueError
+        The file is not JSON, not an ``adamax-test-vectors`` document, or of
+        a version this reader does not know.
+    OSError
+        The file cannot be read.
+    """
+    if isinstance(file, (str, os.PathLike)):
+        with open(file, encoding="utf-8") as f:
             doc = json.load(f)
+    else:
+        doc = json.load(file)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ValueError(f"not an {FORMAT} document")
     if doc.get("version") != VERSION:
@@ -575,21 +661,3 @@ def run_on(adapter: Any, vectors: Iterable[Mapping[str, Any]]) -> tuple[int, Opt
             formula, _, detail = wrong.partition(": ")
             return count, {"formula": formula, "vector": v["id"], "why": v["why"], "detail": detail}
     return count, None
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``adamax-cy vectors``: write the test-vector document."""
-    parser = argparse.ArgumentParser(
-        prog="adamax-cy vectors",
-        description="Write the Adamax test vectors (JSON) for implementations in any language.")
-    parser.add_argument("--out", default="-", metavar="FILE", help="where to write ('-' for stdout)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the generated arrays")
-    args = parser.parse_args(argv)
-    count = write(args.out, args.seed)
-    if args.out != "-":
-        print(f"wrote {count} test vectors to {args.out}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -220,14 +220,22 @@ def test_info(output_mode, capsys):
 # --help and bad arguments
 
 
-@pytest.mark.parametrize("command", [[], ["examples"], ["demo"], ["info"]])
+@pytest.mark.parametrize("command", [[], ["examples"], ["demo"], ["info"], ["vectors"]])
 def test_help(command, capsys):
     assert cli.main(command + ["--help"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("usage:")
     if not command:
-        for name in ("examples", "demo", "info", "bench", "conform"):
+        for name in ("examples", "demo", "info", "vectors", "bench", "conform", "frameworks"):
             assert name in out
+
+
+def test_help_lists_every_command_from_the_console(tmp_path):
+    proc = _run(tmp_path, "--help")
+    assert proc.returncode == 0, proc.stderr
+    listed = proc.stdout.split("commands:", 1)[1]
+    for name in [*app.COMMANDS, *app.PLUGINS]:
+        assert f"\n    {name} " in listed or f"\n    {name}\n" in listed, name
 
 
 def test_version(capsys):
@@ -283,7 +291,8 @@ def _fake_plugin(name: str, status: int = 0) -> types.ModuleType:
 
 @pytest.mark.parametrize(
     "command, module_name",
-    [("bench", "adamax_cy.bench"), ("conform", "adamax_cy.cli.conform")],
+    [("bench", "adamax_cy.bench"), ("conform", "adamax_cy.cli.conform"),
+     ("frameworks", "adamax_cy.testing.frameworks")],
 )
 def test_plugin_commands_are_wired(command, module_name, monkeypatch, capsys):
     fake = _fake_plugin(module_name)
@@ -309,7 +318,7 @@ def test_conform_falls_back_to_testing(monkeypatch, capsys):
     assert "adamax_cy.testing ran" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("command", ["bench", "conform"])
+@pytest.mark.parametrize("command", ["bench", "conform", "frameworks"])
 def test_missing_plugin_is_one_line_and_exit_2(command, monkeypatch, capsys):
     for name in app.PLUGINS[command][1]:
         monkeypatch.setitem(sys.modules, name, None)

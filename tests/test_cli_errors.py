@@ -246,3 +246,50 @@ def test_conform_without_hypothesis_is_one_line_and_exit_2(tmp_path):
     err = proc.stderr.decode()
     _one_line_error(err)
     assert "hypothesis" in err and 'pip install ".[testing]"' in err
+
+
+# A target or --exec, exactly one; what belongs to one kind is refused with the other.
+# The marker shows that nothing was started.
+@pytest.mark.parametrize(
+    "argv, mentions",
+    [
+        (["conform"], "or --exec COMMAND"),
+        (["conform", "mine:step", "--exec", "touch MARKER"], "not both"),
+        (["conform", "--exec", "touch MARKER", "--in-place"], "--in-place"),
+        (["conform", "--exec", "touch MARKER", "--optimizer"], "--optimizer"),
+        (["conform", "mine:step", "--timeout", "3"], "--timeout applies only to --exec"),
+        (["conform", "mine:step", "--no-vectors"], "--no-vectors applies only to --exec"),
+        (["conform", "--exec", ""], "--exec needs a command"),
+        (["conform", "--exec", "touch 'MARKER"], "No closing quotation"),
+        (["conform", "--exec", "touch MARKER", "--timeout", "0"], "--timeout"),
+        (["conform", "--exec", "touch MARKER", "--timeout", "inf"], "--timeout"),
+    ],
+)
+def test_conform_target_or_exec_refusals(argv, mentions, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    _one_line_error(captured.err)
+    assert mentions in captured.err
+    assert not (tmp_path / "MARKER").exists()
+
+
+def test_conform_exec_without_hypothesis_is_one_line_and_exit_2(tmp_path):
+    proc = _run(["conform", "--exec", "touch MARKER"], cwd=tmp_path, hide=("hypothesis",))
+    assert proc.returncode == 2 and proc.stdout == b""
+    err = proc.stderr.decode()
+    _one_line_error(err)
+    assert 'pip install ".[testing]"' in err
+    assert not (tmp_path / "MARKER").exists()
+
+
+def test_vectors_on_a_full_disk_is_one_line(tmp_path):
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full")
+    with open("/dev/full", "w") as full:
+        proc = _run(["vectors"], cwd=tmp_path, hide=("hypothesis",), stdout=full)
+    assert proc.returncode == 1
+    err = proc.stderr.decode()
+    _one_line_error(err)
+    assert "No space left on device" in err

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("hypothesis")
 
-from adamax_cy import _exec_protocol  # noqa: E402
+from adamax_cy import _vectors, cli  # noqa: E402
 from adamax_cy.reference import adamax_trace  # noqa: E402
+from adamax_cy.testing import _exec  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 
@@ -25,7 +28,7 @@ def command(bug: str | None = None) -> str:
 
 
 def conform(capsys: pytest.CaptureFixture[str], *args: str, bug: str | None = None) -> tuple[int, str, str]:
-    status = _exec_protocol.main(["--exec", command(bug), "--seed", "2", "--timeout", "60", *args])
+    status = cli.main(["conform", "--exec", command(bug), "--seed", "2", "--timeout", "60", *args])
     out, err = capsys.readouterr()
     return status, out, err
 
@@ -87,7 +90,7 @@ def test_json_report_carries_the_replay(capsys: pytest.CaptureFixture[str], no_v
 def test_protocol_errors_exit_2_and_say_what_happened(capsys: pytest.CaptureFixture[str], bug: str,
                                                       message: str) -> None:
     timeout = "1" if bug == "hang" else "60"  # only the hang waits for the timeout; a busy machine is slow
-    status = _exec_protocol.main(["--exec", command(bug), "--seed", "2", "--timeout", timeout, "--max-examples", "20"])
+    status = cli.main(["conform", "--exec", command(bug), "--seed", "2", "--timeout", timeout, "--max-examples", "20"])
     out, err = capsys.readouterr()
     assert status == 2, out + err
     assert "PROTOCOL ERROR" in err and message in err, err
@@ -95,18 +98,18 @@ def test_protocol_errors_exit_2_and_say_what_happened(capsys: pytest.CaptureFixt
 
 
 def test_a_command_that_cannot_start_is_a_protocol_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    status = _exec_protocol.main(["--exec", str(tmp_path / "no-such-program"), "--max-examples", "5"])
+    status = cli.main(["conform", "--exec", str(tmp_path / "no-such-program"), "--max-examples", "5"])
     _, err = capsys.readouterr()
     assert status == 2 and "cannot start" in err
 
 
 def test_the_command_is_split_like_a_shell_and_not_run_by_one(tmp_path: Path) -> None:
     marker = tmp_path / "marker"
-    impl = _exec_protocol.ExecImplementation(f"node {shlex.quote(str(SCRIPT))} ; touch {marker}")
+    impl = _exec.ExecImplementation(f"node {shlex.quote(str(SCRIPT))} ; touch {marker}")
     assert impl.argv[-2:] == ["touch", str(marker)] and impl.argv[2] == ";"
     # node ignores the extra arguments; no shell runs `touch`.
     with impl:
-        message = _exec_protocol.request("1", "float64", "spec", 1, {"lr": 0.002, "beta1": 0.9, "beta2": 0.999,
+        message = _exec.request("1", "float64", "spec", 1, {"lr": 0.002, "beta1": 0.9, "beta2": 0.999,
                                                                      "eps": 1e-8}, *([[1.0]] * 4))
         assert impl.exchange(message)["id"] == "1"
     assert not marker.exists()
@@ -134,7 +137,7 @@ def c_programs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_a_correct_c_implementation_conforms(capsys: pytest.CaptureFixture[str], c_programs: dict[int, Path],
                                              convention: str, dtype: str) -> None:
-    status = _exec_protocol.main(["--exec", f"{shlex.quote(str(c_programs[0]))} --exec", "--seed", "4",
+    status = cli.main(["conform", "--exec", f"{shlex.quote(str(c_programs[0]))} --exec", "--seed", "4",
                                   "--timeout", "60", "--convention", convention, "--dtype", dtype,
                                   "--max-examples", "60", "--vary", "weight_decay",
                                   "--vary", "decoupled_weight_decay", "--vary", "maximize"])
@@ -149,9 +152,53 @@ def test_a_wrong_c_implementation_is_rejected_naming_the_formula(
     capsys: pytest.CaptureFixture[str], c_programs: dict[int, Path], bug: int, formula: str, stage: str
 ) -> None:
     extra = ["--no-vectors"] if stage == "formula" else []
-    status = _exec_protocol.main(["--exec", f"{shlex.quote(str(c_programs[bug]))} --exec", "--seed", "4",
+    status = cli.main(["conform", "--exec", f"{shlex.quote(str(c_programs[bug]))} --exec", "--seed", "4",
                                   "--timeout", "60", "--convention", "spec", "--dtype", "float32",
                                   "--max-examples", "100", *extra])
     out, err = capsys.readouterr()
     assert status == 1, out + err
     assert f"first wrong output: {formula}  ({stage}" in out
+
+
+# ------------------------------------------- from the shell, end to end
+
+
+def console(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``python -m adamax_cy ARGS`` in a subprocess, as installed users run it."""
+    return subprocess.run([sys.executable, "-m", "adamax_cy", *args], capture_output=True, text=True,
+                          timeout=600, cwd=cwd, env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+
+
+@pytest.mark.parametrize("bug, status, says", [
+    (None, 0, "verdict: CONFORMS"),
+    ("late-bias", 1, "first wrong output: θ  (test vector t-1000-"),
+    ("theta", 1, "first wrong output: θ"),
+    ("id", 2, "PROTOCOL ERROR"),
+])
+def test_conform_exec_from_the_console(tmp_path: Path, bug: str | None, status: int, says: str) -> None:
+    proc = console("conform", "--exec", command(bug), "--convention", "torch", "--dtype", "float32",
+                   "--max-examples", "20", "--seed", "2", "--timeout", "60", cwd=tmp_path)
+    assert proc.returncode == status, proc.stdout + proc.stderr
+    assert says in proc.stdout + proc.stderr
+    if status == 0:
+        applicable = _vectors.applicable(_vectors.generate_test_vectors(), "float32", "torch")
+        assert f"test vectors: {len(applicable)} passed" in proc.stdout
+        assert "convention 'torch', float32" in proc.stdout
+
+
+def test_conform_exec_applies_the_other_options(tmp_path: Path) -> None:
+    """--option holds a value fixed (and leaves the vectors out), --widen is stated, --json is JSON."""
+    proc = console("conform", "--exec", command(), "--option", "eps=1e-3", "--widen", "param=2",
+                   "--max-examples", "10", "--seed", "2", "--timeout", "60", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["conforms"] is True and report["test_vectors"] == 0 and report["replay"] is None
+    text = json.dumps(report)
+    assert "0.001" in text and "param" in text
+
+
+def test_conform_help_shows_target_and_exec(tmp_path: Path) -> None:
+    proc = console("conform", "--help", cwd=tmp_path)
+    assert proc.returncode == 0
+    for word in ("target", "--exec COMMAND", "--timeout", "--no-vectors", "--convention", "--max-examples"):
+        assert word in proc.stdout

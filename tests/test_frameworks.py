@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("hypothesis")
 
-from adamax_cy import _frameworks, testing  # noqa: E402
+from adamax_cy import testing  # noqa: E402
+from adamax_cy.testing import frameworks  # noqa: E402
 
 
 def numpy_step(*, lerp: bool = False, flush: bool = False, float32_bias_correction: bool = False,
@@ -49,7 +55,7 @@ def numpy_step(*, lerp: bool = False, flush: bool = False, float32_bias_correcti
 
 
 def conforms(step, allowances, dtype="float32", **kwargs) -> tuple[bool, object]:
-    report, _ = _frameworks.check(testing.functional(step), allowances, "torch", dtype,
+    report, _ = frameworks.check(testing.functional(step), allowances, "torch", dtype,
                                   max_examples=kwargs.pop("max_examples", 60), seed=3, **kwargs)
     return report.conforms, report
 
@@ -82,7 +88,7 @@ def test_a_float32_bias_correction_needs_its_allowance_where_beta1_is_near_one()
 
 
 def test_no_allowance_hides_a_wrong_bias_correction() -> None:
-    everything = list(_frameworks.ALLOWANCES)
+    everything = list(frameworks.ALLOWANCES)
     for beta1 in (0.9, 0.9999):
         ok, report = conforms(numpy_step(no_bias_correction=True), everything, options={"beta1": beta1})
         assert not ok and report.mismatch.formula == "θ", report
@@ -98,34 +104,84 @@ def test_the_bias_correction_bound_holds_where_it_is_tight() -> None:
             contract = float(np.float32(1.0 - b32**t))
             if ours == contract:
                 continue
-            rho = _frameworks.bias_correction_bound(b32, t)
+            rho = frameworks.bias_correction_bound(b32, t)
             observed = abs(ours - contract) / contract
             assert observed <= rho, (beta1, t, observed, rho)
             worst_ratio = max(worst_ratio, observed / rho)
     assert worst_ratio > 0.05  # the bound is within a factor 20 of what float32 really does
-    assert _frameworks.bias_correction_bound(0.9999, 1) < 1e-2
-    assert math.isinf(_frameworks.bias_correction_bound(1.0, 3))
+    assert frameworks.bias_correction_bound(0.9999, 1) < 1e-2
+    assert math.isinf(frameworks.bias_correction_bound(1.0, 3))
 
 
-INSTALLED = _frameworks.installed()
+INSTALLED = frameworks.installed()
 
 
-@pytest.mark.parametrize("framework", list(_frameworks.FRAMEWORKS))
+@pytest.mark.parametrize("framework", list(frameworks.FRAMEWORKS))
 def test_report_runs_each_installed_framework(framework: str) -> None:
     reason = INSTALLED[framework]
     if reason is not None:
         pytest.skip(reason)
-    rows = _frameworks._subprocess_run(framework, "float32", max_examples=5, seed=0, timeout=600, quick=True)
+    rows = frameworks._subprocess_run(framework, "float32", max_examples=5, seed=0, timeout=600, quick=True)
     assert all("error" not in r for r in rows), rows
     assert [(r["convention"], r["options"]) for r in rows] == [("spec", {}), ("torch", {})]
     native = "spec" if framework.startswith("keras") else "torch"
     for r in rows:
-        assert set(r["allowances"]) <= set(_frameworks.ALLOWANCES)
+        assert set(r["allowances"]) <= set(frameworks.ALLOWANCES)
         if r["convention"] == native:
             assert r["verdict"] == "conforms", r
         else:  # where eps goes is not an allowance: the other convention is rejected at u
             assert r["verdict"] == "does not conform" and r["first_wrong"]["formula"] == "u", r
     doc = {"date": "d", "platform": "p", "python": "3", "adamax_cy": "v", "max_examples": 5, "seed": 0,
            "skipped": {}, "results": rows}
-    table = _frameworks.markdown(doc)
+    table = frameworks.markdown(doc)
     assert sum(line.startswith(f"| {framework} |") for line in table.splitlines()) == len(rows)
+
+
+# ------------------------------------------------- from the shell, end to end
+
+
+def console(*args: str, cwd: Path, module: str = "adamax_cy") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=900,
+                          cwd=cwd, env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+
+
+def test_the_frameworks_command_writes_the_report(tmp_path: Path) -> None:
+    if INSTALLED["torch"] is not None:
+        pytest.skip(INSTALLED["torch"])
+    proc = console("frameworks", "--framework", "torch", "--max-examples", "2", "--out", "report", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((tmp_path / "report.json").read_text())
+    rows = doc["results"]
+    assert {(r["dtype"], r["convention"]) for r in rows} == {(d, c) for d in ("float32", "float64")
+                                                             for c in ("spec", "torch")}
+    assert all(r["framework"] == "torch" and "error" not in r for r in rows), rows
+    assert {r["verdict"] for r in rows if r["convention"] == "torch"} == {"conforms"}
+    table = (tmp_path / "report.md").read_text()
+    assert proc.stdout == table
+    assert sum(line.startswith("| torch |") for line in table.splitlines()) == len(rows)
+
+
+def test_frameworks_not_installed_are_listed_as_skipped(tmp_path: Path) -> None:
+    missing = [name for name, reason in INSTALLED.items() if reason is not None]
+    if not missing:
+        pytest.skip("every framework is installed")
+    proc = console("--framework", missing[0], "--out", "report", cwd=tmp_path, module="adamax_cy.testing.frameworks")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((tmp_path / "report.json").read_text())
+    assert doc["results"] == [] and doc["skipped"] == {missing[0]: INSTALLED[missing[0]]}
+    assert f"Not installed: {missing[0]} ({INSTALLED[missing[0]]})" in proc.stdout
+
+
+@pytest.mark.parametrize("module", ["adamax_cy", "adamax_cy.testing.frameworks"])
+@pytest.mark.parametrize("args, mentions", [
+    (["--out", "no-such-folder/report"], "no folder"),
+    (["--framework", "mxnet"], "mxnet"),
+    (["--max-examples", "0"], "--max-examples"),
+    (["--timeout", "nan"], "--timeout"),
+])
+def test_refusals_are_one_line_before_any_run(tmp_path: Path, module: str, args: list[str], mentions: str) -> None:
+    argv = (["frameworks"] if module == "adamax_cy" else []) + args
+    proc = console(*argv, cwd=tmp_path, module=module)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "error:" in proc.stderr and mentions in proc.stderr, proc.stderr
+    assert list(tmp_path.iterdir()) == []

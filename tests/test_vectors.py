@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import random
 import shutil
 import subprocess
+import sys
 from collections import Counter
 from fractions import Fraction
 from pathlib import Path
@@ -25,7 +27,7 @@ HYPER = ("lr", "beta1", "beta2", "eps", "weight_decay")
 
 @pytest.fixture(scope="module")
 def document() -> dict:
-    return _vectors.generate()
+    return _vectors.generate_test_vectors()
 
 
 @pytest.fixture(scope="module")
@@ -95,19 +97,85 @@ def test_every_float_is_a_hex_string_exact_for_its_dtype(document: dict) -> None
         assert set(v) == set(_vectors.INPUT_FIELDS) | {"why", "expected", "tolerance"}
 
 
+def console(*args: str, cwd: Path, hide: str = "") -> subprocess.CompletedProcess[str]:
+    """``python -m adamax_cy ARGS`` in a subprocess (``hide``: a module made unimportable first)."""
+    start = (["-c", f"import runpy, sys; sys.modules[{hide!r}] = None; "
+              "runpy.run_module('adamax_cy', run_name='__main__', alter_sys=True)"] if hide else ["-m", "adamax_cy"])
+    return subprocess.run([sys.executable, *start, *args], capture_output=True, text=True, timeout=300,
+                          cwd=cwd, env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+
+
 def test_the_document_is_deterministic_and_round_trips(tmp_path: Path, document: dict) -> None:
     path = tmp_path / "v.json"
-    assert _vectors.main(["--out", str(path)]) == 0
-    assert _vectors.load(path) == document
+    proc = console("vectors", "--out", str(path), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "" and proc.stderr == f"wrote {len(document['vectors'])} test vectors to {path}\n"
+    assert _vectors.load_test_vectors(path) == document
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({**document, "version": 99}))
     with pytest.raises(ValueError, match="version"):
-        _vectors.load(bad)
+        _vectors.load_test_vectors(bad)
+    bad.write_text(json.dumps({"format": "something else"}))
+    with pytest.raises(ValueError, match="not an adamax-test-vectors document"):
+        _vectors.load_test_vectors(bad)
 
 
-def test_the_command_writes_to_stdout(capsys: pytest.CaptureFixture[str], document: dict) -> None:
-    assert _vectors.main(["--out", "-"]) == 0
-    assert _vectors.load(io.StringIO(capsys.readouterr().out)) == document
+@pytest.mark.parametrize("args", [["vectors"], ["vectors", "--out", "-"]], ids=["default", "dash"])
+def test_the_command_writes_to_stdout(tmp_path: Path, document: dict, args: list[str]) -> None:
+    proc = console(*args, cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert _vectors.load_test_vectors(io.StringIO(proc.stdout)) == document
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_command_needs_no_hypothesis(tmp_path: Path, document: dict) -> None:
+    proc = console("vectors", "--seed", "3", cwd=tmp_path, hide="hypothesis")
+    assert proc.returncode == 0, proc.stderr
+    assert _vectors.load_test_vectors(io.StringIO(proc.stdout)) == _vectors.generate_test_vectors(3)
+    assert _vectors.generate_test_vectors(3) != document  # the seed reaches the random vectors
+
+
+@pytest.mark.parametrize("out, mentions", [
+    ("{tmp}/no-such-folder/v.json", "no folder"),
+    ("{tmp}", "is a folder"),
+    ("{tmp}/locked/v.json", "permission denied"),
+])
+def test_an_unwritable_out_is_refused_before_generating(tmp_path: Path, out: str, mentions: str) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if "locked" in out and os.access(locked, os.W_OK):
+            pytest.skip("this user can write into a read-only folder (root)")
+        proc = console("vectors", "--out", out.format(tmp=tmp_path), cwd=tmp_path)
+    finally:
+        locked.chmod(0o700)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("python -m adamax_cy vectors: error:")
+    assert mentions in proc.stderr and "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["locked"] and not any(locked.iterdir())
+
+
+@pytest.mark.parametrize("args", [["--seed", "-1"], ["--seed", "x"], ["--bogus"]])
+def test_bad_arguments_are_refused_in_one_line(capsys: pytest.CaptureFixture[str], args: list[str]) -> None:
+    from adamax_cy import cli
+
+    assert cli.main(["vectors", *args]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1 and args[0] in captured.err
+
+
+def test_the_public_functions_in_adamax_cy_testing(tmp_path: Path, document: dict) -> None:
+    testing = pytest.importorskip("adamax_cy.testing")
+    assert {"generate_test_vectors", "write_test_vectors", "load_test_vectors"} <= set(testing.__all__)
+    assert testing.generate_test_vectors() == document
+    path = tmp_path / "v.json"
+    assert testing.write_test_vectors(path) == len(document["vectors"])  # a path-like
+    assert testing.load_test_vectors(str(path)) == document
+    out = io.StringIO()
+    assert testing.write_test_vectors(out, seed=5) == len(document["vectors"])
+    assert not out.closed
+    assert testing.load_test_vectors(io.StringIO(out.getvalue())) == testing.generate_test_vectors(seed=5)
 
 
 def test_special_inputs_are_written_as_specials(document: dict) -> None:

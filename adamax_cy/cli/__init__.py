@@ -8,7 +8,11 @@ with :class:`adamax_cy.Adamax`. Commands, one module each:
 ``demo``      the training demonstration, with its options
 ``info``      the build: version, OpenMP, threads, compiler flags
 ``bench``     the benchmark (from :mod:`adamax_cy.bench`)
-``conform``   conformance of anyone's Adamax to the specification
+``vectors``   the test vectors, JSON for implementations in any language
+``conform``   conformance of anyone's Adamax to the specification (a Python
+              step, or a program in any language with ``--exec``)
+``frameworks`` how the installed frameworks conform (from
+              :mod:`adamax_cy.testing.frameworks`)
 
 :mod:`.app` holds the parser and :func:`main`; :mod:`.render` the output;
 :mod:`.arguments` what the commands share about their arguments. Tables and

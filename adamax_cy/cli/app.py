@@ -9,12 +9,12 @@ import sys
 from typing import Any, Callable, Sequence
 
 from .._version import __version__
-from . import demo, examples, info
+from . import demo, examples, info, vectors
 from .arguments import EXTRAS, Parser, UsageError, install_line
 
 #: Commands of this package, imported with it: name -> module. Each module
 #: provides ``HELP``, ``configure_parser(parser)`` and ``run(args) -> int``.
-COMMANDS = {"examples": examples, "demo": demo, "info": info}
+COMMANDS = {"examples": examples, "demo": demo, "info": info, "vectors": vectors}
 
 #: Commands implemented in other modules: name -> (help, candidate modules).
 #: Each module provides ``configure_parser(parser)`` and ``run(args) -> int``
@@ -28,6 +28,10 @@ PLUGINS: dict[str, tuple[str, tuple[str, ...]]] = {
     "conform": (
         "check anyone's Adamax against the specification",
         ("adamax_cy.cli.conform", "adamax_cy.testing"),
+    ),
+    "frameworks": (
+        "report how the installed frameworks' Adamax conform",
+        ("adamax_cy.testing.frameworks",),
     ),
 }
 

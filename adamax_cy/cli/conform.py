@@ -1,10 +1,16 @@
-"""``adamax-cy conform package.module:function``: the conformance verdict from the shell.
+"""``adamax-cy conform``: the conformance verdict from the shell.
+
+``conform package.module:function`` checks a Python step;
+``conform --exec "COMMAND"`` a program in any language speaking the line
+protocol of :mod:`adamax_cy.testing._exec` (the test vectors first, then the
+harness's cases). Every other option applies to both.
 
 Exit status: 0 when the implementation conforms, 1 when it does not, 2 when
-the target cannot be loaded or hypothesis is not installed. The dtypes, the
-options and the tolerance fields are those of :mod:`adamax_cy.testing`,
-which needs hypothesis (the ``testing`` extra); without it, ``--help`` still
-shows the usage, and says how to install it.
+the target cannot be loaded, the program breaks the protocol, an argument is
+refused or hypothesis is not installed. The dtypes, the options and the
+tolerance fields are those of :mod:`adamax_cy.testing`, which needs
+hypothesis (the ``testing`` extra); without it, ``--help`` still shows the
+usage, and says how to install it.
 """
 
 from __future__ import annotations
@@ -14,12 +20,13 @@ import dataclasses
 import importlib
 import json
 import os
+import shlex
 import sys
 from types import ModuleType
 from typing import Any, Optional, Sequence
 
 from .._defaults import CONVENTIONS
-from .arguments import EXTRAS, Parser, UsageError, install_line
+from .arguments import EXTRAS, Parser, UsageError, install_line, positive_float
 from .render import for_stream
 
 HELP = "check anyone's Adamax against the specification"
@@ -72,12 +79,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     testing = _testing()
     parser.description = (
         "Hold an Adamax step against the specification's reference: the worked examples, "
-        "edge cases, then generated cases. Exit 0 if it conforms, 1 if not."
+        "edge cases, then generated cases. The step is a Python target, or a program in any "
+        "language with --exec. Exit 0 if it conforms, 1 if not, 2 if it cannot be run."
     )
     if testing is None:
         parser.epilog = f"Needs hypothesis (not installed): {install_line(EXTRAS['hypothesis'])}"
     fields = _tolerance_fields(testing) if testing is not None else ()
-    parser.add_argument("target", help="the step to check, as package.module:function (or :Class)")
+    parser.add_argument("target", nargs="?",
+                        help="the step to check, as package.module:function (or :Class); or use --exec")
+    parser.add_argument("--exec", dest="exec_command", metavar="COMMAND",
+                        help="check a program in any language instead of a target: started once, it "
+                        "reads one JSON step per line and answers one (see the docs' test vectors page)")
     parser.add_argument("--convention", choices=CONVENTIONS, default="spec",
                         help="eps added to u in the denominator (spec) or inside the max (torch)")
     parser.add_argument("--dtype", choices=testing and testing.DTYPES, default="float64")
@@ -96,9 +108,20 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         "stated in the verdict")
     parser.add_argument("--finite-only", action="store_true",
                         help="leave infinite and NaN values out of the cases")
-    parser.add_argument("--max-examples", type=int, default=200, help="generated cases to try")
+    parser.add_argument("--max-examples", type=int, default=200, metavar="N", help="generated cases to try")
     parser.add_argument("--seed", type=int, default=None, help="hypothesis seed, to replay a run")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    program = parser.add_argument_group("with --exec")
+    default = ""
+    if testing is not None:
+        from ..testing._exec import DEFAULT_TIMEOUT
+
+        default = f" (default {DEFAULT_TIMEOUT:g})"
+    program.add_argument("--timeout", type=positive_float, default=None, metavar="SECONDS",
+                         help=f"seconds to wait for each answer{default}")
+    program.add_argument("--no-vectors", action="store_true",
+                         help="skip the test vectors that run before the generated cases (they are "
+                         "also skipped when --option holds a value fixed)")
 
 
 def _load(target: str) -> Any:
@@ -115,11 +138,50 @@ def _load(target: str) -> Any:
     return obj
 
 
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Refuse what only makes sense for the other kind of target (:class:`UsageError`)."""
+    if args.target is None and args.exec_command is None:
+        raise UsageError("give the step to check (package.module:function) or --exec COMMAND")
+    if args.target is not None and args.exec_command is not None:
+        raise UsageError(f"give a target or --exec COMMAND, not both (got {args.target!r} and --exec)")
+    if args.exec_command is not None:
+        for flag, given in (("--in-place", args.in_place), ("--optimizer", args.optimizer)):
+            if given:
+                raise UsageError(f"{flag} describes a Python target; it does not apply to --exec")
+        try:
+            words = shlex.split(args.exec_command)
+        except ValueError as err:
+            raise UsageError(f"--exec: cannot split {args.exec_command!r}: {err}") from None
+        if not words:
+            raise UsageError("--exec needs a command")
+    else:
+        for flag, given in (("--timeout", args.timeout is not None), ("--no-vectors", args.no_vectors)):
+            if given:
+                raise UsageError(f"{flag} applies only to --exec")
+
+
+def _harness_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :func:`adamax_cy.testing.check_conformance` the options give."""
+    return {
+        "convention": args.convention,
+        "dtype": args.dtype,
+        "options": dict(args.option),
+        "vary": tuple(dict.fromkeys(args.vary)),
+        "tolerance": dict(args.widen) or None,
+        "nonfinite": not args.finite_only,
+        "max_examples": args.max_examples,
+        "seed": args.seed,
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the ``conform`` command; return the exit status."""
+    _check_arguments(args)
     testing = _testing()
     if testing is None:
         raise UsageError(NEEDS)
+    if args.exec_command is not None:
+        return _run_exec(args)
     try:
         target = _load(args.target)
     except (ImportError, AttributeError, ValueError) as err:
@@ -132,17 +194,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         step = testing.functional(target)
     try:
-        report = testing.check_conformance(
-            step,
-            convention=args.convention,
-            dtype=args.dtype,
-            options=dict(args.option),
-            vary=tuple(dict.fromkeys(args.vary)),
-            tolerance=dict(args.widen) or None,
-            nonfinite=not args.finite_only,
-            max_examples=args.max_examples,
-            seed=args.seed,
-        )
+        report = testing.check_conformance(step, **_harness_options(args))
     except ValueError as err:
         print(f"conform: {err}", file=sys.stderr)
         return 2
@@ -150,6 +202,61 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict(), indent=2, allow_nan=False))
     else:
         print(for_stream(str(report)))
+    return 0 if report.conforms else 1
+
+
+def _run_exec(args: argparse.Namespace) -> int:
+    """``conform --exec``: the test vectors, then the harness's cases, through the line protocol."""
+    from .. import testing
+    from ..testing import _exec
+
+    timeout = {} if args.timeout is None else {"timeout": args.timeout}
+    program = _exec.ExecImplementation(args.exec_command, convention=args.convention, **timeout)
+    vectors_run, wrong, report = 0, None, None
+    with program:
+        if not (args.option or args.no_vectors):  # the vectors carry their own values
+            try:
+                vectors_run, wrong = _exec.check_vectors(program, args.dtype, args.convention,
+                                                         args.vary, not args.finite_only)
+            except _exec.ProtocolError:
+                pass  # reported below
+        if wrong is None and program.protocol_error is None:
+            try:
+                report = testing.check_conformance(program, **_harness_options(args))
+            except (ValueError, TypeError) as err:
+                print(f"conform: {err}", file=sys.stderr)
+                return 2
+    if program.protocol_error is not None:
+        print(f"{program.name}: PROTOCOL ERROR: {program.protocol_error}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"implementation": program.name, "conforms": False,
+                              "protocol_error": str(program.protocol_error)}, indent=2))
+        return 2
+    replay_hint = "replay the failing step: echo {} | " + args.exec_command
+    if wrong is not None:
+        if args.json:
+            print(json.dumps({"implementation": program.name, "conforms": False,
+                              "convention": args.convention, "dtype": args.dtype, "test_vectors": vectors_run,
+                              "mismatch": wrong, "replay": wrong["replay"]}, indent=2))
+        else:
+            print(for_stream(
+                f"{program.name}: convention {args.convention!r}, {args.dtype}\n"
+                f"verdict: DOES NOT CONFORM\n"
+                f"first wrong output: {wrong['formula']}  (test vector {wrong['vector']}, {wrong['why']})\n"
+                f"{wrong['detail']}\n" + replay_hint.format(shlex.quote(wrong["replay"]))))
+        return 1
+    assert report is not None
+    line = _exec.replay(report.mismatch, args.convention)
+    if args.json:
+        out = report.to_dict()
+        out["test_vectors"] = vectors_run
+        out["replay"] = line
+        print(json.dumps(out, indent=2, allow_nan=False))
+    else:
+        print(for_stream(str(report)))
+        print(f"test vectors: {vectors_run} passed before the generated cases")
+        if line is not None:
+            print(replay_hint.format(shlex.quote(line)))
     return 0 if report.conforms else 1
 
 

@@ -40,10 +40,16 @@ three lines::
         adamax_conformance(my_adamax, convention="torch")
 
 From the shell: ``python -m adamax_cy conform package.module:function``.
+
+For implementations in other languages: :func:`generate_test_vectors`
+(``adamax-cy vectors``) and ``adamax-cy conform --exec "COMMAND"``; how the
+installed frameworks conform: :mod:`adamax_cy.testing.frameworks`
+(``adamax-cy frameworks``).
 """
 
 from __future__ import annotations
 
+from .._vectors import generate_test_vectors, load_test_vectors, write_test_vectors
 from . import _plugin
 from ._adapters import Adapter, UnsupportedCase, functional, in_place, optimizer
 from ._cases import DTYPES, OPTIONS, Case, cases
@@ -69,6 +75,9 @@ __all__ = [
     "cases",
     "check_conformance",
     "functional",
+    "generate_test_vectors",
     "in_place",
+    "load_test_vectors",
     "optimizer",
+    "write_test_vectors",
 ]

@@ -1,4 +1,4 @@
-"""``conform --exec COMMAND``: conformance of an Adamax step in another process, any language.
+"""An Adamax step in another process, any language: the line protocol of ``conform --exec``.
 
 The harness starts ``COMMAND`` once (split as a shell would, not run through
 one) and speaks a line protocol with it: for every step of every case one
@@ -16,34 +16,33 @@ decimal JSON numbers. Hyperparameters are doubles: the implementation rounds
 them to the dtype itself, and computes ``1 - beta1``, ``lr * weight_decay``
 and ``1 - beta1**t`` in double before rounding them (the arithmetic contract).
 
-The test vectors of the chosen dtype and convention run first (see
-:mod:`adamax_cy._vectors`), then the harness's worked examples, edge cases
-and generated cases. The verdicts are those of
-:func:`adamax_cy.testing.check_conformance` on the answers: exit 0 when the implementation conforms, 1 when it does not (naming
-the first wrong formula and the request to replay), 2 for a protocol error
-(an answer that is not JSON, a wrong id, a list of the wrong length, the
-process exited or did not answer within the timeout).
+:class:`ExecImplementation` is the harness's adapter for such a process;
+:func:`check_vectors` runs the test vectors (:mod:`adamax_cy._vectors`)
+through it, and :func:`replay` gives the request line that reproduces a
+failing step. The command line (``adamax-cy conform --exec``, in
+:mod:`adamax_cy.cli.conform`) runs the vectors first, then
+:func:`adamax_cy.testing.check_conformance`; the protocol is described on the
+documentation's "Test vectors" page.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
 import os
 import select
 import shlex
 import subprocess
-import sys
 import tempfile
 import time
-from typing import Any, Iterator, Mapping, Optional, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Optional
 
 import numpy as np
 
-from . import _vectors, testing
+from .. import _vectors
+from ._adapters import Adapter
+from ._cases import Case
 
-__all__ = ["ExecImplementation", "ProtocolError", "configure_parser", "main", "request", "run"]
+__all__ = ["DEFAULT_TIMEOUT", "ExecImplementation", "ProtocolError", "check_vectors", "replay", "request"]
 
 DEFAULT_TIMEOUT = 10.0
 _OPTIONS = {"weight_decay": 0.0, "decoupled_weight_decay": False, "maximize": False}
@@ -79,7 +78,7 @@ def _number(x: Any) -> float:
     raise ValueError(f"{x!r} is not a number")
 
 
-class ExecImplementation(testing.Adapter):
+class ExecImplementation(Adapter):
     """An :class:`adamax_cy.testing.Adapter` for a process speaking the line protocol.
 
     Parameters
@@ -89,16 +88,19 @@ class ExecImplementation(testing.Adapter):
         first step and kept running until :meth:`close`.
     timeout : float
         Seconds to wait for each answer.
+    convention : {"spec", "torch"}
+        The convention sent in every request.
 
     After a protocol error every later step raises it again, and
     :attr:`protocol_error` holds it.
     """
 
-    def __init__(self, command: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, command: str, timeout: float = DEFAULT_TIMEOUT, convention: str = "spec") -> None:
         self.command = command
-        self.argv = shlex.split(command)
+        self.argv = shlex.split(command)  # ValueError for an unclosed quotation
         if not self.argv:
-            raise ValueError("--exec needs a command")
+            raise ValueError("the command is empty")
+        self.convention = convention
         self.timeout = float(timeout)
         self.name = f"exec {command}"
         self.protocol_error: Optional[ProtocolError] = None
@@ -217,9 +219,7 @@ class ExecImplementation(testing.Adapter):
 
     # --------------------------------------------------------- the adapter
 
-    convention = "spec"
-
-    def steps(self, case: testing.Case) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def steps(self, case: Case) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         dtype = str(case.dtype)
         hyper = {**_OPTIONS, **case.hyperparameters}
         param, m, u = case.param, case.m, case.u
@@ -233,23 +233,18 @@ class ExecImplementation(testing.Adapter):
             yield param, m, u
 
 
-def check_vectors(implementation: ExecImplementation,
-                  args: argparse.Namespace) -> tuple[int, Optional[dict[str, str]]]:
-    """Run the test vectors that apply to these options; (vectors run, the first failure or None).
+def check_vectors(implementation: ExecImplementation, dtype: str, convention: str,
+                  vary: Iterable[str] = (), nonfinite: bool = True) -> tuple[int, Optional[dict[str, str]]]:
+    """Run the test vectors that apply; (vectors run, the first failure or None).
 
     The test vectors put every step number and the bias-correction window in
     front of the implementation deterministically, where generated cases
-    reach them only by chance.
-
-    Vectors of the chosen dtype and convention, with the options the run
-    varies, and finite ones only with ``--finite-only``. None run when an
-    option is held fixed (``--option``; the vectors use their own values) or
-    with ``--no-vectors``.
+    reach them only by chance: those of ``dtype`` and ``convention``, with
+    the options in ``vary``, and finite ones only unless ``nonfinite``. A
+    failure carries ``replay``, the vector's request line.
+    Raises :class:`ProtocolError` when the process breaks the protocol.
     """
-    if getattr(args, "option", None) or getattr(args, "no_vectors", False):
-        return 0, None
-    vectors = _vectors.applicable(_vectors.generate(), args.dtype, args.convention,
-                                  getattr(args, "vary", []) or [], not getattr(args, "finite_only", False))
+    vectors = _vectors.applicable(_vectors.generate_test_vectors(), dtype, convention, vary, nonfinite)
     count, wrong = _vectors.run_on(implementation, vectors)
     if wrong is not None:
         v = next(v for v in vectors if v["id"] == wrong["vector"])
@@ -265,134 +260,3 @@ def replay(mismatch: Any, convention: str) -> Optional[str]:
     hyper = {**_OPTIONS, **mismatch.case.hyperparameters}
     return json.dumps(request("replay", str(mismatch.case.dtype), convention, mismatch.t, hyper,
                               param, mismatch.grad, m, u))
-
-
-# ------------------------------------------------------------ command line
-
-
-def _option(text: str) -> tuple[str, Any]:
-    name, sep, value = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
-    if value.lower() in ("true", "false"):
-        return name, value.lower() == "true"
-    try:
-        return name, float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number or true/false: {value!r}") from None
-
-
-def _widening(text: str) -> tuple[str, float]:
-    name, sep, value = text.partition("=")
-    try:
-        if sep:
-            return name, float(value)
-    except ValueError:
-        pass
-    raise argparse.ArgumentTypeError(f"expected FIELD=ULPS, got {text!r}")
-
-
-def configure_parser(parser: argparse.ArgumentParser, *, conform_options: bool = True) -> None:
-    """Add ``--exec`` and ``--timeout``; with ``conform_options`` the rest of ``conform``'s too."""
-    parser.add_argument("--exec", dest="exec_command", metavar="COMMAND",
-                        help="check a program in any language speaking the line protocol (see the docs)")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
-                        help="seconds to wait for each answer of --exec (default %(default)s)")
-    parser.add_argument("--no-vectors", action="store_true",
-                        help="with --exec, skip the test vectors that run before the generated cases")
-    if not conform_options:
-        return
-    parser.add_argument("--convention", choices=("spec", "torch"), default="spec")
-    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    parser.add_argument("--option", action="append", type=_option, default=[], metavar="NAME=VALUE")
-    parser.add_argument("--vary", action="append", choices=("weight_decay", "decoupled_weight_decay", "maximize"),
-                        default=[])
-    parser.add_argument("--widen", action="append", type=_widening, default=[], metavar="FIELD=ULPS")
-    parser.add_argument("--finite-only", action="store_true")
-    parser.add_argument("--max-examples", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--json", action="store_true")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``conform --exec``; the exit status (0 conforms, 1 does not, 2 protocol error).
-
-    Reads ``conform``'s options from ``args`` by their names (``convention``,
-    ``dtype``, ``option``, ``vary``, ``widen``, ``finite_only``,
-    ``max_examples``, ``seed``, ``json``) and ``exec_command``, ``timeout``.
-    """
-    try:
-        implementation = ExecImplementation(args.exec_command, timeout=args.timeout)
-    except ValueError as err:
-        print(f"conform: {err}", file=sys.stderr)
-        return 2
-    implementation.convention = args.convention
-    with implementation:
-        try:
-            vectors_run, wrong = check_vectors(implementation, args)
-        except ProtocolError:
-            vectors_run, wrong = 0, None  # reported below
-        if wrong is not None:
-            if getattr(args, "json", False):
-                print(json.dumps({"implementation": implementation.name, "conforms": False,
-                                  "convention": args.convention, "dtype": args.dtype, "test_vectors": vectors_run,
-                                  "mismatch": wrong, "replay": wrong["replay"]}, indent=2))
-            else:
-                print(f"{implementation.name}: convention {args.convention!r}, {args.dtype}\n"
-                      f"verdict: DOES NOT CONFORM\n"
-                      f"first wrong output: {wrong['formula']}  (test vector {wrong['vector']}, {wrong['why']})\n"
-                      f"{wrong['detail']}\n"
-                      f"replay the failing step: echo {shlex.quote(wrong['replay'])} | {args.exec_command}")
-            return 1
-        try:
-            report = testing.check_conformance(
-                implementation,
-                convention=args.convention,
-                dtype=args.dtype,
-                options=dict(getattr(args, "option", [])),
-                vary=tuple(dict.fromkeys(getattr(args, "vary", []))),
-                tolerance=dict(getattr(args, "widen", [])) or None,
-                nonfinite=not getattr(args, "finite_only", False),
-                max_examples=getattr(args, "max_examples", 200),
-                seed=getattr(args, "seed", None),
-            )
-        except (ValueError, TypeError) as err:
-            print(f"conform: {err}", file=sys.stderr)
-            return 2
-    if implementation.protocol_error is not None:
-        print(f"{implementation.name}: PROTOCOL ERROR: {implementation.protocol_error}", file=sys.stderr)
-        if getattr(args, "json", False):
-            print(json.dumps({"implementation": implementation.name, "conforms": False,
-                              "protocol_error": str(implementation.protocol_error)}, indent=2))
-        return 2
-    line = replay(report.mismatch, args.convention)
-    if getattr(args, "json", False):
-        out = report.to_dict()
-        out["test_vectors"] = vectors_run
-        out["replay"] = line
-        print(json.dumps(out, indent=2, allow_nan=False))
-    else:
-        print(report)
-        print(f"test vectors: {vectors_run} passed before the generated cases")
-        if line is not None:
-            print(f"replay the failing step: echo {shlex.quote(line)} | {args.exec_command}")
-    return 0 if report.conforms else 1
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``conform --exec COMMAND`` as a command of its own."""
-    parser = argparse.ArgumentParser(
-        prog="adamax-cy conform --exec",
-        description="Hold an Adamax step running in another process (any language) against the "
-                    "specification. Exit 0 if it conforms, 1 if not, 2 on a protocol error.")
-    configure_parser(parser)
-    args = parser.parse_args(argv)
-    if args.exec_command is None:
-        parser.error("--exec COMMAND is required")
-    if not (args.timeout > 0 and math.isfinite(args.timeout)):
-        parser.error("--timeout must be a positive number of seconds")
-    return run(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

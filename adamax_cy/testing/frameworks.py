@@ -1,5 +1,8 @@
 """How the installed frameworks conform: torch, Optax/JAX, Keras on each backend.
 
+From the shell: ``adamax-cy frameworks --out frameworks`` or
+``python -m adamax_cy.testing.frameworks --out frameworks``.
+
 :func:`report` runs every installed framework's Adamax through
 :func:`adamax_cy.testing.check_conformance` under each convention and dtype,
 each run in its own subprocess (with a timeout), and writes a JSON file and a
@@ -60,7 +63,14 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["ALLOWANCES", "FRAMEWORKS", "bias_correction_bound", "main", "report", "run_one"]
+from .._version import __version__
+from ..cli.arguments import Parser, UsageError, non_negative_int, positive_float, positive_int, writable_file
+from ..reference import adamax_trace
+from ._adapters import Adapter, UnsupportedCase, optimizer
+from ._harness import check_conformance
+
+__all__ = ["ALLOWANCES", "FRAMEWORKS", "bias_correction_bound", "configure_parser", "main", "report",
+           "run", "run_one"]
 
 ALLOWANCES = {
     "lerp": "m computed as m + (g − m)·(1 − β1): m within 3.5 ulp (float64) / 5 ulp (float32) of its largest "
@@ -97,20 +107,14 @@ def bias_correction_bound(beta1: float, t: int) -> float:
 # ------------------------------------------------------------ the adapters
 
 
-def _testing() -> Any:
-    from . import testing
-
-    return testing
-
-
 def _plain(hyper: Mapping[str, Any]) -> None:
     extra = set(hyper) - {"lr", "beta1", "beta2", "eps"}
     if extra:
-        raise _testing().UnsupportedCase(f"no {', '.join(sorted(extra))} in this adapter")
+        raise UnsupportedCase(f"no {', '.join(sorted(extra))} in this adapter")
 
 
 def _optax_adapter() -> Any:
-    base: Any = _testing().Adapter
+    base: Any = Adapter
 
     class OptaxAdamax(base):
         name = "optax.adamax"
@@ -136,7 +140,7 @@ def _optax_adapter() -> Any:
 
 
 def _keras_adapter() -> Any:
-    base: Any = _testing().Adapter
+    base: Any = Adapter
 
     class KerasAdamax(base):
         name = "keras.optimizers.Adamax"
@@ -169,7 +173,7 @@ def _adapter(framework: str) -> Any:
     if framework == "torch":
         import torch
 
-        return _testing().optimizer(torch.optim.Adamax, name="torch.optim.Adamax")
+        return optimizer(torch.optim.Adamax, name="torch.optim.Adamax")
     if framework == "optax":
         return _optax_adapter()
     return _keras_adapter()
@@ -210,8 +214,7 @@ class _Measure:
 
 def _with_allowances(inner: Any, allowances: Sequence[str], convention: str, measure: _Measure) -> Any:
     """An adapter that applies the named allowances to ``inner``'s outputs and measures them."""
-    base: Any = _testing().Adapter
-    from .reference import adamax_trace
+    base: Any = Adapter
 
     class Allowed(base):
         name = inner.name
@@ -330,7 +333,7 @@ def check(adapter: Any, allowances: Sequence[str], convention: str, dtype: str,
     measure = _Measure()
     wrapped = _with_allowances(adapter, list(allowances), convention, measure)
     tolerance = {"m": _LERP_ULPS[dtype]} if "lerp" in allowances else None
-    result = _testing().check_conformance(wrapped, convention=convention, dtype=dtype, tolerance=tolerance,
+    result = check_conformance(wrapped, convention=convention, dtype=dtype, tolerance=tolerance,
                                           options=options, max_examples=max_examples, seed=seed)
     return result, measure
 
@@ -384,9 +387,9 @@ def _subprocess_run(framework: str, dtype: str, max_examples: int, seed: int, ti
         env["JAX_ENABLE_X64"] = "1"
     else:
         env.pop("JAX_ENABLE_X64", None)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # above adamax_cy/
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    cmd = [sys.executable, "-m", "adamax_cy._frameworks", "--one", framework, "--dtype", dtype,
+    cmd = [sys.executable, "-m", "adamax_cy.testing.frameworks", "--one", framework, "--dtype", dtype,
            "--max-examples", str(max_examples), "--seed", str(seed)] + (["--quick"] if quick else [])
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
@@ -428,8 +431,6 @@ def markdown(doc: Mapping[str, Any]) -> str:
 def report(out: Optional[str] = None, frameworks: Optional[Sequence[str]] = None, max_examples: int = 100,
            seed: int = 0, timeout: float = 900.0) -> dict[str, Any]:
     """Run every installed framework (or those named) and write ``out.json`` and ``out.md``."""
-    from ._version import __version__
-
     available = installed()
     names = list(frameworks or FRAMEWORKS)
     for name in names:
@@ -455,19 +456,38 @@ def report(out: Optional[str] = None, frameworks: Optional[Sequence[str]] = None
     return doc
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``conform --frameworks``: the report over the installed frameworks."""
-    parser = argparse.ArgumentParser(prog="adamax-cy conform --frameworks",
-                                     description="Run every installed framework's Adamax through the harness.")
-    parser.add_argument("--out", default="frameworks", help="write OUT.json and OUT.md (default %(default)s)")
-    parser.add_argument("--framework", action="append", choices=list(FRAMEWORKS), help="only these")
-    parser.add_argument("--max-examples", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per framework and dtype")
+def _out_prefix(text: str) -> str:
+    """An argparse type: a prefix ``OUT`` such that ``OUT.json`` and ``OUT.md`` can be written."""
+    for suffix in (".json", ".md"):
+        writable_file(text + suffix)
+    return text
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Add the ``frameworks`` command's arguments to ``parser``."""
+    parser.description = (
+        "Run every installed framework's Adamax (torch, Optax/JAX, Keras on each backend, "
+        "TensorFlow) through the conformance harness under both conventions and dtypes, each "
+        "in its own process; write OUT.json and OUT.md and print the table. Frameworks that "
+        "are not installed are listed as skipped. Exit 1 if a run failed to complete."
+    )
+    parser.add_argument("--out", type=_out_prefix, default="frameworks", metavar="OUT",
+                        help="write OUT.json and OUT.md (default %(default)s)")
+    parser.add_argument("--framework", action="append", choices=list(FRAMEWORKS),
+                        help="only this framework (repeat for several; default: all installed)")
+    parser.add_argument("--max-examples", type=positive_int, default=100, metavar="N",
+                        help="generated cases per run (default %(default)s)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="hypothesis seed (default %(default)s)")
+    parser.add_argument("--timeout", type=positive_float, default=900.0, metavar="SECONDS",
+                        help="for each framework and dtype (default %(default)g)")
+    # One framework and dtype, in the subprocess the report starts: JSON lines on stdout.
     parser.add_argument("--one", choices=list(FRAMEWORKS), help=argparse.SUPPRESS)
-    parser.add_argument("--dtype", choices=("float32", "float64"), help=argparse.SUPPRESS)
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float64", help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)  # the first run only
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the report (or, with the hidden ``--one``, one framework and dtype); the exit status."""
     if args.one:
         if args.dtype == "float64" and args.one in ("optax", "keras-jax"):
             importlib.import_module("jax").config.update("jax_enable_x64", True)
@@ -478,7 +498,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     doc = report(args.out, args.framework, args.max_examples, args.seed, args.timeout)
     sys.stdout.write(markdown(doc))
-    return 0
+    return 1 if any("error" in r for r in doc["results"]) else 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m adamax_cy.testing.frameworks``: the report over the installed frameworks."""
+    parser = Parser(prog="python -m adamax_cy.testing.frameworks")
+    configure_parser(parser)
+    try:
+        return run(parser.parse_args(argv))
+    except UsageError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
