@@ -332,6 +332,11 @@ class Adamax(torch.optim.Optimizer):
                 self._check_groups_disjoint(prepared)
         except BaseException:
             self._forget_new_states()
+            for plan in self._plans.values():
+                try:
+                    plan.table.release()  # the tensors held for the step
+                except RuntimeError:  # another thread's step is running on it
+                    pass
             raise
         if len(prepared) == 1 and type(prepared[0]) is tuple:  # one table: the fast case
             table, touched = prepared[0]
@@ -612,9 +617,8 @@ def _new_entry(plan: _GroupPlan, j: int, p: torch.Tensor, state: dict[str, Any],
     # (its address is compared at every step, so a new .data is seen); the
     # state's through NumPy views, which also forbid resizing its storage.
     keep = (p.detach(), *(t.detach().numpy() for t in (exp_avg, exp_inf, step)))
-    plan.table.set_entry(j, p, p.dtype, state, exp_avg, exp_inf, step, p.data_ptr(),
-                         exp_avg.data_ptr(), exp_inf.data_ptr(), step.data_ptr(), p.numel(),
-                         p.dtype == torch.float64, step.dtype == torch.float64, keep)
+    plan.table.set_entry(j, p, state, exp_avg, exp_inf, step, exp_avg.data_ptr(),
+                         exp_inf.data_ptr(), step.data_ptr(), step.dtype == torch.float64, keep)
 
 
 def _check_disjoint(written: Sequence[tuple[torch.Tensor, ...]], where: str,
@@ -652,7 +656,7 @@ def _grad_tensor(g: torch.Tensor, p: torch.Tensor, where: str) -> torch.Tensor:
     """A contiguous copy of a gradient the kernel cannot read as it is, or a clear error."""
     if g.layout is not torch.strided:
         raise RuntimeError(f"{where}: Adamax does not support sparse gradients (the gradient is {g.layout})")
-    if g.numel() != p.numel() or g.dtype != p.dtype or g.device != p.device:
+    if g.shape != p.shape or g.dtype != p.dtype or g.device != p.device:
         raise ValueError(f"{where}: the gradient does not match the parameter's shape, dtype and device")
     return g.detach().resolve_neg().resolve_conj().contiguous()
 
