@@ -725,6 +725,13 @@ class _GeneralStep:
         if self.options is not None and p.dtype in _KERNEL_DTYPE_SET and p.is_cpu:
             views = self._local(p, g, state["exp_avg"], state["exp_inf"])
         if views is None:
+            where = f"{self.where}['params'][{j}]"
+            if g.shape != p.shape:
+                raise ValueError(f"{where}: the gradient does not match the parameter's shape")
+            for name in ("exp_avg", "exp_inf"):
+                t = state[name]
+                if not isinstance(t, torch.Tensor) or t.shape != p.shape or t.dtype != p.dtype:
+                    raise ValueError(f"{where}: state[{name!r}] does not match the parameter's shape and dtype")
             if self.convention != "torch":
                 raise ValueError(
                     f"{self.where}['params'][{j}]: this parameter ({p.dtype} on {p.device}) is "

@@ -56,7 +56,12 @@ def test_dropping_arrays_from_the_lists_during_adamax_step_many(how):
             np.ones({BIG}).sum()  # reuse the memory
         thread = threading.Thread(target=drop)
         thread.start()
-        adamax_step_many(P, G, M, U, t=1, num_threads=2)
+        try:
+            adamax_step_many(P, G, M, U, t=1, num_threads=2)
+        except (TypeError, ValueError):  # the lists changed before the checks: refused
+            thread.join()
+            assert (small == 1).all(), small[:3]
+            continue
         thread.join()
         # Updated, or untouched when the lists were emptied before the step began.
         assert (small == expected).all() or (small == 1).all(), (small[:3], expected)
