@@ -175,7 +175,7 @@ def test_every_link_inside_the_site_resolves(built: Path) -> None:
 _FILE = re.compile(r"(?<![\w./:-])((?:[\w.-]+/)*[\w.-]+\.(?:py|pyi|pyx|pxd|pxi|md|rst|toml|cfg|txt|json|png|npz))\b")
 
 #: Files the reader makes by following the docs (outputs of commands, their own).
-READERS_FILES = {"adamax-vectors.json", "results.json", "results.md", "bench.png", "conftest.py", "checkpoint.npz", "model.npz", "run.npz", "path.png"}
+READERS_FILES = {"adamax-vectors.json", "vectors.json", "results.json", "results.md", "bench.png", "conftest.py", "checkpoint.npz", "model.npz", "run.npz", "path.png"}
 
 
 def named_files(text: str) -> set[str]:
