@@ -44,7 +44,25 @@ def _import_the_package_under_test() -> None:
             pytest.exit(str(error), returncode=pytest.ExitCode.USAGE_ERROR)
 
 
+def _keep_subprocesses_off_the_source_folder() -> None:
+    # The tests' own subprocesses (``python -c ...``) put the current folder
+    # first on their sys.path: from the root of a checkout whose source folder
+    # is not the package under test, Python 3.11+ leaves it out with
+    # PYTHONSAFEPATH; older versions run the tests from another folder.
+    import adamax_cy
+
+    here = os.path.join(os.getcwd(), "adamax_cy")
+    tested = os.path.dirname(os.path.abspath(adamax_cy.__file__))
+    if os.path.isdir(here) and os.path.realpath(here) != os.path.realpath(tested):
+        os.environ["PYTHONSAFEPATH"] = "1"
+        if sys.version_info < (3, 11):
+            import tempfile
+
+            os.chdir(tempfile.gettempdir())
+
+
 _import_the_package_under_test()
+_keep_subprocesses_off_the_source_folder()
 
 settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev")
