@@ -33,8 +33,11 @@ def all_finite(const floating[::1] x, int num_threads):
     cdef int bad = 0
     if n == 0:
         return True
-    for b in prange(blocks, schedule="static", num_threads=threads,
-                    use_threads_if=blocks > 1, nogil=True):
+    if blocks == 1:  # without entering OpenMP (see update_blocks)
+        with nogil:
+            bad = not all_finite_range(&x[0], 0, n)
+        return bad == 0
+    for b in prange(blocks, schedule="static", num_threads=threads, nogil=True):
         if not all_finite_range(&x[0], b * n // blocks, (b + 1) * n // blocks):
             bad += 1
     return bad == 0

@@ -23,9 +23,26 @@ def set_serial_threshold(Py_ssize_t n):
     return previous
 
 
+# A child created by fork() runs every step serially: the OpenMP runtime's
+# threads do not survive fork, and a parallel region would wait for them
+# forever. (os.register_at_fork covers os.fork and multiprocessing's "fork".)
+cdef bint FORKED_CHILD = False
+
+
+def _after_fork_in_child():
+    global FORKED_CHILD
+    FORKED_CHILD = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 cdef inline int resolve_threads(int num_threads) noexcept nogil:
-    # The default (OMP_NUM_THREADS, threadpoolctl) has the cap of an explicit count.
+    # The default (OMP_NUM_THREADS, threadpoolctl) has the cap of an explicit
+    # count; in a forked child, one thread.
     cdef int n = omp_get_max_threads() if num_threads <= 0 else num_threads
+    if FORKED_CHILD:
+        return 1
     return n if n <= THREAD_LIMIT else THREAD_LIMIT
 
 
@@ -34,7 +51,11 @@ cdef inline Py_ssize_t block_count(Py_ssize_t n, int threads) noexcept nogil:
 
 
 def max_threads():
-    """The number of threads a call with ``num_threads=None`` uses (at most ``thread_limit``)."""
+    """The number of threads a call with ``num_threads=None`` uses.
+
+    At most ``thread_limit``; 1 in a child created by ``fork()``, where every
+    step runs serially (the OpenMP threads do not survive fork).
+    """
     return resolve_threads(0)
 
 
