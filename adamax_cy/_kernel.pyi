@@ -56,7 +56,13 @@ def update_many(
     num_threads: int,
 ) -> None: ...
 def floor(
-    param: _Float, grad: _Float, m: _Float, u: _Float, scale: float, num_threads: int
+    param: _Float,
+    grad: _Float,
+    m: _Float,
+    u: _Float,
+    scale: float,
+    num_threads: int,
+    division: bool = False,
 ) -> None: ...
 def step_inplace(
     param: Any,

@@ -87,13 +87,15 @@ cdef void update_blocks(
 
 
 cdef void floor_blocks(floating* param, const floating* grad, floating* m, floating* u,
-                       Py_ssize_t n, double scale, int num_threads) noexcept nogil:
-    # update_blocks with the floor's loops.
+                       Py_ssize_t n, double scale, int num_threads,
+                       bint division) noexcept nogil:
+    # update_blocks with the floor's loops (all threads by default: no policy).
     cdef int threads = resolve_threads(num_threads)
     cdef Py_ssize_t blocks = block_count(n, threads)
     cdef Py_ssize_t b
     if blocks == 1:  # without entering OpenMP (see update_blocks)
-        floor_range(param, grad, m, u, 0, n, scale)
+        floor_range(param, grad, m, u, 0, n, scale, division)
         return
     for b in prange(blocks, schedule="static", num_threads=threads):
-        floor_range(param, grad, m, u, b * n // blocks, (b + 1) * n // blocks, scale)
+        floor_range(param, grad, m, u, b * n // blocks, (b + 1) * n // blocks, scale,
+                    division)
