@@ -8,7 +8,7 @@ import pytest
 from adamax_cy import bench
 
 FAST = ",".join([bench.FLOOR, bench.FLOOR_1T, bench.FLOOR_DIV, bench.FLOOR_DIV_1T, bench.INPLACE,
-                 bench.INPLACE_1T, bench.NUMPY, bench.NUMPY_OUT])
+                 bench.INPLACE_1T, bench.INPLACE_ALL, bench.NUMPY, bench.NUMPY_OUT])
 OPTIMIZER_TARGET = next(t.name for t in bench.evaluate([], [], {}) if "torch.Adamax" in t.name)
 TIMING_FIELDS = {"implementation", "dtype", "n", "median_s", "q1_s", "q3_s", "min_s", "max_s",
                  "spread", "calls_per_batch", "batches", "gbps", "floor_pct", "speedup"}

@@ -38,6 +38,7 @@ from .baselines import (
     IMPLEMENTATIONS,
     INPLACE,
     INPLACE_1T,
+    INPLACE_ALL,
     NUMPY,
     NUMPY_OUT,
     TORCH,
@@ -64,7 +65,7 @@ from .timing import Timing, allocation_per_step, time_step
 __all__ = [
     "ASSIGN", "BASELINES", "CY_TORCH", "DTYPES", "FLOOR", "FLOOR_1T", "FLOOR_DIV",
     "FLOOR_DIV_1T", "GRADIENTS",
-    "IMPLEMENTATIONS", "INPLACE", "INPLACE_1T", "NUMPY", "NUMPY_OUT", "OPTIMIZERS",
+    "IMPLEMENTATIONS", "INPLACE", "INPLACE_1T", "INPLACE_ALL", "NUMPY", "NUMPY_OUT", "OPTIMIZERS",
     "SMOKE_OPTIMIZERS", "TORCH", "TORCH_FOREACH", "Target", "Timing", "allocation_per_step",
     "benchmark", "busy_cores", "configure_parser", "evaluate", "machine", "main", "markdown", "measure_busy", "numpy_step",
     "numpy_step_out", "plot", "report", "run", "settings", "state", "time_step",
