@@ -13,17 +13,13 @@ class TensorTable:
         self,
         j: int,
         param: Any,
-        dtype: Any,
         state: dict[str, Any],
         exp_avg: Any,
         exp_inf: Any,
         step: Any,
-        param_ptr: int,
         m_ptr: int,
         u_ptr: int,
         step_ptr: int,
-        size: int,
-        is64: bool,
         step64: bool,
         keep: Any,
     ) -> None: ...
@@ -44,3 +40,4 @@ class TensorTable:
         num_threads: Any,
     ) -> bool: ...
     def run(self) -> None: ...
+    def release(self) -> None: ...

@@ -275,6 +275,11 @@ class Adamax(torch.optim.Optimizer):
             prepared = [w for i, group in enumerate(self.param_groups) if (w := self._prepare(i, group))]
         except BaseException:
             self._forget_new_states()
+            for plan in self._plans.values():
+                try:
+                    plan.table.release()  # the tensors held for the step
+                except RuntimeError:  # another thread's step is running on it
+                    pass
             raise
         touched = [p for _, params in prepared for p in params] if len(prepared) > 1 else (
             prepared[0][1] if prepared else [])
@@ -441,9 +446,8 @@ def _new_entry(plan: _GroupPlan, j: int, p: torch.Tensor, state: dict[str, Any],
     # (its address is compared at every step, so a new .data is seen); the
     # state's through NumPy views, which also forbid resizing its storage.
     keep = (p.detach(), *(t.detach().numpy() for t in (exp_avg, exp_inf, step)))
-    plan.table.set_entry(j, p, p.dtype, state, exp_avg, exp_inf, step, p.data_ptr(),
-                         exp_avg.data_ptr(), exp_inf.data_ptr(), step.data_ptr(), p.numel(),
-                         p.dtype == torch.float64, step.dtype == torch.float64, keep)
+    plan.table.set_entry(j, p, state, exp_avg, exp_inf, step, exp_avg.data_ptr(),
+                         exp_inf.data_ptr(), step.data_ptr(), step.dtype == torch.float64, keep)
 
 
 def _check_disjoint(written: Sequence[tuple[torch.Tensor, ...]], where: str) -> None:
@@ -471,6 +475,6 @@ def _grad_tensor(g: torch.Tensor, p: torch.Tensor, where: str) -> torch.Tensor:
     if g.layout is not torch.strided:
         raise TypeError(f"{where}: the gradient is {g.layout}; sparse gradients are not supported")
     _check_tensor(g.detach().contiguous(), "the gradient", where, written=False)
-    if g.numel() != p.numel() or g.dtype != p.dtype:
+    if g.shape != p.shape or g.dtype != p.dtype:
         raise ValueError(f"{where}: the gradient does not match the parameter's shape and dtype")
     return g.detach().resolve_neg().resolve_conj().contiguous()
