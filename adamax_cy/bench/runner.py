@@ -212,6 +212,8 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
     """The effective settings of a run from its options."""
     sizes: Sequence[int]
     many: tuple[int, int]
+    busy: Sequence[int]
+    busy_sizes: Sequence[int]
     if args.smoke:
         sizes, batches, batch_time, many = SMOKE_SIZES, 3, 0.002, SMOKE_MANY
         optimizers = SMOKE_OPTIMIZERS
