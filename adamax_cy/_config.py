@@ -23,6 +23,38 @@ def openmp_enabled() -> bool:
     return _kernel.openmp_enabled()
 
 
+def thread_policy() -> str:
+    """What ``num_threads=None`` does now, in one line.
+
+    Above the serial threshold the default adapts to the machine: it
+    measures its parallel calls against serial ones, per dtype and size
+    class, and runs serially for a while after a thread was late (a core
+    busy with other work); the performance page of the documentation
+    says more.
+
+    Examples
+    --------
+    >>> isinstance(thread_policy(), str)
+    True
+    """
+    threads = _kernel.max_threads()
+    if threads == 1:
+        return "serial: one thread to use"
+    if not _kernel.adaptive():
+        return f"{threads} threads from {_kernel.serial_threshold} elements (not adaptive)"
+    state = _kernel.policy_state()
+    late = sum(c["late_threads"] for c in state)
+    slow = sum(c["no_faster"] for c in state)
+    serial = [c for c in state if c["mode"] != "threads"]
+    text = (f"adaptive: {threads} threads from {_kernel.serial_threshold} elements, serial "
+            f"for a while after a late thread; so far {len(state)} size classes seen, "
+            f"{late} late threads, {slow} times threads were no faster")
+    if serial:
+        text += ", serial now for " + ", ".join(
+            f"{c['dtype']} {c['elements'][0]}-{c['elements'][1]}" for c in serial)
+    return text
+
+
 def config() -> dict[str, Any]:
     """The build and run-time configuration as a dict (see :func:`show_config`)."""
     return {
@@ -30,6 +62,7 @@ def config() -> dict[str, Any]:
         "openmp": _kernel.openmp_enabled(),
         "default_threads": _kernel.max_threads(),
         "serial_threshold": _kernel.serial_threshold,
+        "thread_policy": thread_policy(),
         "level": _kernel.level(),
         "levels_available": ", ".join(_kernel.available_levels()),
         "compiler": _kernel.compiler_version(),

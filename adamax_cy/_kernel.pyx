@@ -13,6 +13,7 @@ coefficients of the step itself (``coefficients``, once).
 
 Each topic is an include: ``_kernel_levels.pxi`` (instruction-set levels
 and dispatch), ``_kernel_threads.pxi`` (thread count and splitting),
+``_kernel_policy.pxi`` (the adaptive default on a busy machine),
 ``_kernel_coefficients.pxi`` (hyperparameters to coefficients),
 ``_kernel_overlap.pxi`` (the overlap sweep and its sorts),
 ``_kernel_one.pxi`` (one quadruple: its fast checks and steps),
@@ -62,6 +63,7 @@ ctypedef fused floating:
 
 
 include "_kernel_levels.pxi"
+include "_kernel_policy.pxi"
 include "_kernel_threads.pxi"
 include "_kernel_coefficients.pxi"
 include "_kernel_overlap.pxi"

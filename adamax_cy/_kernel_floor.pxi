@@ -3,17 +3,21 @@
 # non-finite gradient check.
 
 def floor(floating[::1] param, const floating[::1] grad, floating[::1] m, floating[::1] u,
-          double scale, int num_threads):
+          double scale, int num_threads, bint division=False):
     """The memory floor of a step: adds ``scale * grad`` to param, m and u (no checks).
 
     The same bytes as a step (4 reads, 3 writes per element), the same
     split between threads and the same instruction-set level, with trivial
-    arithmetic: the practical memory limit of the machine.
+    arithmetic: the practical memory limit of the machine. With
+    ``division``, also exactly one IEEE division per element
+    (``scale * m / (u + 1)`` is added to param instead): the floor of a
+    step whose results must be bitwise those of the formulas.
     """
     if param.shape[0] == 0:
         return
     with nogil:
-        floor_blocks(&param[0], &grad[0], &m[0], &u[0], param.shape[0], scale, num_threads)
+        floor_blocks(&param[0], &grad[0], &m[0], &u[0], param.shape[0], scale, num_threads,
+                     division)
 
 
 cdef bint all_finite_range(const floating* x, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:

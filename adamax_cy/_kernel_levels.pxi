@@ -91,8 +91,14 @@ cdef inline void update_range(floating* param, const floating* grad, floating* m
 
 
 cdef inline void floor_range(floating* param, const floating* grad, floating* m, floating* u,
-                             Py_ssize_t start, Py_ssize_t stop, double scale) noexcept nogil:
-    if floating is float:
+                             Py_ssize_t start, Py_ssize_t stop, double scale,
+                             bint division) noexcept nogil:
+    if division:
+        if floating is float:
+            ACTIVE.division32(param, grad, m, u, start, stop, scale)
+        else:
+            ACTIVE.division64(param, grad, m, u, start, stop, scale)
+    elif floating is float:
         ACTIVE.floor32(param, grad, m, u, start, stop, scale)
     else:
         ACTIVE.floor64(param, grad, m, u, start, stop, scale)

@@ -19,14 +19,17 @@ cdef void many_blocks(
     # among many small ones still keeps every thread busy.
     cdef Py_ssize_t n = offsets[count]
     cdef int threads = resolve_threads(num_threads)
-    cdef Py_ssize_t blocks = block_count(n, threads)
     cdef Py_ssize_t b
+    cdef Timed timed  # the default adapts to a busy machine (_kernel_policy.pxi)
+    cdef Py_ssize_t blocks = adapt(&timed, n, sizeof(floating), block_count(n, threads),
+                                   num_threads)
     if blocks == 1:  # without entering OpenMP (see update_blocks)
         many_range(dtype_tag, params, grads, ms, us, offsets, count, k, 0, n)
-        return
-    for b in prange(blocks, schedule="static", num_threads=threads):
-        many_range(dtype_tag, params, grads, ms, us, offsets, count, k,
-                   b * n // blocks, (b + 1) * n // blocks)
+    else:
+        for b in prange(blocks, schedule="static", num_threads=threads):
+            many_range(dtype_tag, params, grads, ms, us, offsets, count, k,
+                       b * n // blocks, (b + 1) * n // blocks)
+    adapted(&timed)
 
 
 cdef inline void many_range(

@@ -71,26 +71,31 @@ cdef void update_blocks(
     # One contiguous block per thread: the inner loop stays a plain
     # vectorisable loop, and the result does not depend on the split.
     cdef int threads = resolve_threads(num_threads)
-    cdef Py_ssize_t blocks = block_count(n, threads)
     cdef Py_ssize_t b
+    cdef Timed timed  # the default adapts to a busy machine (_kernel_policy.pxi)
+    cdef Py_ssize_t blocks = adapt(&timed, n, sizeof(floating), block_count(n, threads),
+                                   num_threads)
     # Serial below the threshold without entering OpenMP at all: Cython lowers
     # use_threads_if to "omp parallel if(...)", which still calls into the
     # runtime (about half a microsecond) when the condition is false.
     if blocks == 1:
         update_range(param, grad, m, u, 0, n, k)
-        return
-    for b in prange(blocks, schedule="static", num_threads=threads):
-        update_range(param, grad, m, u, b * n // blocks, (b + 1) * n // blocks, k)
+    else:
+        for b in prange(blocks, schedule="static", num_threads=threads):
+            update_range(param, grad, m, u, b * n // blocks, (b + 1) * n // blocks, k)
+    adapted(&timed)
 
 
 cdef void floor_blocks(floating* param, const floating* grad, floating* m, floating* u,
-                       Py_ssize_t n, double scale, int num_threads) noexcept nogil:
-    # update_blocks with the floor's loops.
+                       Py_ssize_t n, double scale, int num_threads,
+                       bint division) noexcept nogil:
+    # update_blocks with the floor's loops (all threads by default: no policy).
     cdef int threads = resolve_threads(num_threads)
     cdef Py_ssize_t blocks = block_count(n, threads)
     cdef Py_ssize_t b
     if blocks == 1:  # without entering OpenMP (see update_blocks)
-        floor_range(param, grad, m, u, 0, n, scale)
+        floor_range(param, grad, m, u, 0, n, scale, division)
         return
     for b in prange(blocks, schedule="static", num_threads=threads):
-        floor_range(param, grad, m, u, b * n // blocks, (b + 1) * n // blocks, scale)
+        floor_range(param, grad, m, u, b * n // blocks, (b + 1) * n // blocks, scale,
+                    division)

@@ -28,3 +28,7 @@ cdef struct Loops:
                     double) noexcept nogil
     void (*floor64)(double*, const double*, double*, double*, Py_ssize_t, Py_ssize_t,
                     double) noexcept nogil
+    void (*division32)(float*, const float*, float*, float*, Py_ssize_t, Py_ssize_t,
+                       double) noexcept nogil
+    void (*division64)(double*, const double*, double*, double*, Py_ssize_t, Py_ssize_t,
+                       double) noexcept nogil

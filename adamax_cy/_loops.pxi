@@ -145,6 +145,31 @@ cdef inline void floor_range(
         u[i] = u[i] + g
 
 
+cdef inline void division_range(
+    floating* param,
+    const floating* grad,
+    floating* m,
+    floating* u,
+    Py_ssize_t start,
+    Py_ssize_t stop,
+    double scale,
+) noexcept nogil:
+    # floor_range plus exactly one IEEE division per element (a step's
+    # m_t / denominator): the floor of a step whose arithmetic is reduced
+    # to what the bitwise contract cannot drop. With u >= 0 the divisor is
+    # >= 1; scale = 0 leaves the values as they are.
+    cdef floating s = <floating>scale
+    cdef floating one = 1
+    cdef Py_ssize_t i
+    cdef floating g, r
+    for i in range(start, stop):
+        g = grad[i]
+        r = m[i] / (u[i] + one)
+        param[i] = param[i] + s * r
+        m[i] = m[i] + s * g
+        u[i] = u[i] + s * g
+
+
 cdef void update32(float* param, const float* grad, float* m, float* u,
                    Py_ssize_t start, Py_ssize_t stop, const Coefficients* k) noexcept nogil:
     update_range(param, grad, m, u, start, stop, k)
@@ -165,12 +190,24 @@ cdef void floor64(double* param, const double* grad, double* m, double* u,
     floor_range(param, grad, m, u, start, stop, scale)
 
 
+cdef void division32(float* param, const float* grad, float* m, float* u,
+                     Py_ssize_t start, Py_ssize_t stop, double scale) noexcept nogil:
+    division_range(param, grad, m, u, start, stop, scale)
+
+
+cdef void division64(double* param, const double* grad, double* m, double* u,
+                     Py_ssize_t start, Py_ssize_t stop, double scale) noexcept nogil:
+    division_range(param, grad, m, u, start, stop, scale)
+
+
 cdef Loops LOOPS
 LOOPS.level = LEVEL
 LOOPS.update32 = update32
 LOOPS.update64 = update64
 LOOPS.floor32 = floor32
 LOOPS.floor64 = floor64
+LOOPS.division32 = division32
+LOOPS.division64 = division64
 
 
 def loops():

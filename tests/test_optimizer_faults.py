@@ -45,10 +45,14 @@ SIGINT_DURING_STEPS = """
             ref_states.append((small[0].copy(), small[1].copy()))
         return ref_states[count]
 
-    start = time.perf_counter()
-    for _ in range(3):
+    for _ in range(5):  # the default thread count settles (it adapts to a busy machine)
         opt.step(grads)
-    duration = (time.perf_counter() - start) / 3
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        opt.step(grads)
+        times.append(time.perf_counter() - start)
+    duration = sorted(times)[2]
 
     go, fired = threading.Event(), threading.Event()
     def sender():

@@ -100,3 +100,158 @@ def test_a_huge_omp_num_threads_is_capped(tmp_path, threads):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          cwd=tmp_path, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode, out.stderr[-2000:])
+
+
+# The adaptive default (num_threads=None): decisions are checked on recorded
+# durations fed to the policy, never on timings of this machine.
+
+THREADED = pytest.mark.skipif(
+    _kernel.max_threads() < 2, reason="one thread to use: the default never adapts")
+ITEMSIZE = 4
+BIG = 1 << 20  # a size class of its own, above the serial threshold
+
+
+@pytest.fixture
+def fresh_policy():
+    _kernel.policy_reset()
+    previous = _kernel.set_adaptive(True)
+    yield
+    _kernel.set_adaptive(previous)
+    _kernel.policy_reset()
+
+
+def big_class():
+    return next(c for c in _kernel.policy_state()
+                if c["dtype"] == "float32" and c["elements"][0] <= BIG <= c["elements"][1])
+
+
+def test_policy_measures_serial_first_then_uses_threads(fresh_policy):
+    assert _kernel._policy_call(ITEMSIZE, BIG, 1e-3) == 1  # no serial estimate yet
+    assert _kernel._policy_call(ITEMSIZE, BIG, 0.6e-3) == 2
+    c = big_class()
+    assert (c["serial_calls"], c["parallel_calls"], c["late_threads"]) == (1, 1, 0)
+    assert c["mode"] == "threads"
+
+
+def test_a_late_thread_sends_the_class_to_serial_until_it_has_paid_back(fresh_policy):
+    serial = 1e-3
+    _kernel._policy_call(ITEMSIZE, BIG, serial)
+    assert _kernel._policy_call(ITEMSIZE, BIG, 10 * serial) == 2  # late: 9 ms lost
+    c = big_class()
+    assert c["late_threads"] == 1 and c["mode"] == "serial (backing off)"
+    # 16 x the 9 ms lost, at 1 ms per serial call: 144 serial calls, then a probe.
+    choices = [_kernel._policy_call(ITEMSIZE, BIG, serial) for _ in range(144)]
+    assert choices == [1] * 144
+    assert _kernel._policy_call(ITEMSIZE, BIG, 0.6 * serial) == 2
+    assert big_class()["mode"] == "threads"
+
+
+def test_a_second_late_thread_backs_off_longer(fresh_policy):
+    serial = 1e-3
+    _kernel._policy_call(ITEMSIZE, BIG, serial)
+    _kernel._policy_call(ITEMSIZE, BIG, 2 * serial)  # late: 1 ms lost, 16 serial calls
+    assert [_kernel._policy_call(ITEMSIZE, BIG, serial) for _ in range(16)] == [1] * 16
+    assert _kernel._policy_call(ITEMSIZE, BIG, 2 * serial) == 2  # late again
+    choices = [_kernel._policy_call(ITEMSIZE, BIG, serial) for _ in range(33)]
+    assert choices[:32] == [1] * 32 and choices[32] == 2  # twice as long
+    assert big_class()["late_threads"] == 2
+
+
+def test_threads_no_faster_on_average_back_off(fresh_policy):
+    serial = 1e-3
+    _kernel._policy_call(ITEMSIZE, BIG, serial)
+    for _ in range(4):  # never late, but never faster either
+        assert _kernel._policy_call(ITEMSIZE, BIG, 1.2 * serial) == 2
+    c = big_class()
+    assert c["no_faster"] == 1 and c["late_threads"] == 0
+    assert c["mode"] == "serial (backing off)"
+    assert _kernel._policy_call(ITEMSIZE, BIG, serial) == 1
+
+
+def test_a_quiet_machine_keeps_threads_and_refreshes_the_serial_estimate(fresh_policy):
+    choices = [_kernel._policy_call(ITEMSIZE, BIG, 1e-3 if k == 0 else 0.6e-3)
+               for k in range(256)]
+    serial_calls = [k + 1 for k, c in enumerate(choices) if c == 1]
+    assert serial_calls == [1, 64, 128, 192, 256]  # the first, then every 64th call
+    assert big_class()["late_threads"] == 0
+
+
+def test_size_classes_and_dtypes_are_separate(fresh_policy):
+    _kernel._policy_call(ITEMSIZE, BIG, 1e-3)
+    _kernel._policy_call(ITEMSIZE, BIG, 1e-2)  # late: float32 around BIG backs off
+    assert _kernel._policy_call(8, BIG, 1e-3) == 1  # float64: measuring first
+    assert _kernel._policy_call(8, BIG, 0.6e-3) == 2
+    assert _kernel._policy_call(ITEMSIZE, 4 * BIG, 1e-3) == 1
+    assert _kernel._policy_call(ITEMSIZE, 4 * BIG, 0.6e-3) == 2
+    assert _kernel._policy_call(ITEMSIZE, BIG, 1e-3) == 1
+
+
+@THREADED
+def test_only_default_calls_above_the_threshold_reach_the_policy(fresh_policy):
+    n = 4 * _kernel.serial_threshold
+    small = _kernel.serial_threshold - 1
+    for size in (1, small):
+        p, g, m, u = (np.ones(size, np.float32) for _ in range(4))
+        adamax_step_inplace(p, g, m, u, 1)
+        adamax_step_many([p], [g], [m], [u], 2)
+    for threads in (1, 2, 3):
+        p, g, m, u = (np.ones(n, np.float32) for _ in range(4))
+        adamax_step_inplace(p, g, m, u, 1, num_threads=threads)
+        adamax_step_many([p], [g], [m], [u], 2, num_threads=threads)
+    assert _kernel.policy_state() == []
+    adamax_step_inplace(p, g, m, u, 3)
+    adamax_step_many([p], [g], [m], [u], 4)
+    assert [c["calls"] for c in _kernel.policy_state()] == [2]
+
+
+@THREADED
+def test_not_adaptive_leaves_the_policy_alone(fresh_policy):
+    _kernel.set_adaptive(False)
+    n = 4 * _kernel.serial_threshold
+    p, g, m, u = (np.ones(n) for _ in range(4))
+    adamax_step_inplace(p, g, m, u, 1)
+    assert _kernel.policy_state() == []
+    assert "not adaptive" in adamax_cy.show_config(as_dict=True)["thread_policy"]
+
+
+@THREADED
+@pytest.mark.parametrize("backing_off", [False, True])
+def test_results_are_identical_whatever_the_policy_picks(state, fresh_policy, backing_off):
+    n = state[0].size
+    itemsize = state[0].itemsize
+    if backing_off:
+        _kernel._policy_call(itemsize, n, 1.0)
+        _kernel._policy_call(itemsize, n, 10.0)  # a late thread: serial for seconds of work
+    results = []
+    for threads in (None, 1, 2):
+        param, grad, m, u = (a.copy() for a in state)
+        for t in (1, 2, 3):
+            adamax_step_inplace(param, grad, m, u, t, num_threads=threads)
+        arrays = [[a[:s].copy() for s in (n - 4999, 4999)] for a in state]
+        adamax_step_many(*arrays, 4, num_threads=threads)
+        results.append(b"".join(a.tobytes() for a in (param, m, u))
+                       + b"".join(x.tobytes() for group in arrays for x in group))
+    assert len(set(results)) == 1
+    (c,) = _kernel.policy_state()
+    if backing_off:
+        assert c["parallel_calls"] == 1 and c["serial_calls"] == 1 + 4
+        assert c["mode"] == "serial (backing off)"
+
+
+@THREADED
+def test_backing_off_changes_no_process_wide_setting(fresh_policy):
+    before = _kernel.max_threads(), {k: v for k, v in os.environ.items() if k.startswith("OMP_")}
+    _kernel._policy_call(4, 1 << 20, 1e-3)
+    _kernel._policy_call(4, 1 << 20, 1.0)
+    after = _kernel.max_threads(), {k: v for k, v in os.environ.items() if k.startswith("OMP_")}
+    assert before == after
+
+
+@THREADED
+def test_show_config_says_what_the_policy_does(fresh_policy):
+    text = adamax_cy.show_config(as_dict=True)["thread_policy"]
+    assert text.startswith("adaptive") and "0 late threads" in text
+    _kernel._policy_call(4, 1 << 20, 1e-3)
+    _kernel._policy_call(4, 1 << 20, 1.0)
+    text = adamax_cy.show_config(as_dict=True)["thread_policy"]
+    assert "1 late threads" in text and "serial now for float32 1048576-2097151" in text

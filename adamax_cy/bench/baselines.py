@@ -24,15 +24,18 @@ STEP = 3  # any t > 1 will do; the cost does not depend on it
 
 FLOOR = "floor"
 FLOOR_1T = "floor 1 thread"
+FLOOR_DIV = "floor with division"
+FLOOR_DIV_1T = "floor with division 1 thread"
 INPLACE = "adamax_step_inplace"
 INPLACE_1T = "adamax_step_inplace 1 thread"
+INPLACE_ALL = "adamax_step_inplace all threads"
 NUMPY = "numpy as written"
 NUMPY_OUT = "numpy out="
 TORCH = "torch foreach=False"
 TORCH_FOREACH = "torch foreach=True"
 CY_TORCH = "adamax_cy.torch.Adamax"
 BASELINES = (NUMPY, NUMPY_OUT, TORCH, TORCH_FOREACH)
-IMPLEMENTATIONS = (FLOOR, FLOOR_1T, INPLACE, INPLACE_1T, NUMPY, NUMPY_OUT, TORCH, TORCH_FOREACH, CY_TORCH)
+IMPLEMENTATIONS = (FLOOR, FLOOR_1T, FLOOR_DIV, FLOOR_DIV_1T, INPLACE, INPLACE_1T, INPLACE_ALL, NUMPY, NUMPY_OUT, TORCH, TORCH_FOREACH, CY_TORCH)
 
 
 def numpy_step(
@@ -142,11 +145,19 @@ def cases(
         yield Case(FLOOR, "floor(p, g, m, u, 0.0, 0)", {**base, "floor": _kernel.floor})
     if FLOOR_1T in wanted:
         yield Case(FLOOR_1T, "floor(p, g, m, u, 0.0, 1)", {**base, "floor": _kernel.floor})
+    if FLOOR_DIV in wanted:
+        yield Case(FLOOR_DIV, "floor(p, g, m, u, 0.0, 0, True)", {**base, "floor": _kernel.floor})
+    if FLOOR_DIV_1T in wanted:
+        yield Case(FLOOR_DIV_1T, "floor(p, g, m, u, 0.0, 1, True)",
+                   {**base, "floor": _kernel.floor})
     if INPLACE in wanted:
         yield Case(INPLACE, "step(p, g, m, u, t)", {**base, "step": adamax_step_inplace})
     if INPLACE_1T in wanted:
         yield Case(INPLACE_1T, "step(p, g, m, u, t, num_threads=1)",
                    {**base, "step": adamax_step_inplace})
+    if INPLACE_ALL in wanted:  # as the floor: every thread, whatever the adaptive default picks
+        yield Case(INPLACE_ALL, "step(p, g, m, u, t, num_threads=all)",
+                   {**base, "step": adamax_step_inplace, "all": max(2, _kernel.max_threads())})
     if NUMPY in wanted:
         # Rebinds local names as a user's loop would; the shared arrays stay as they are.
         yield Case(NUMPY, "p, m, u = step(p, g, m, u, t)", {"state": arrays, "step": numpy_step,

@@ -5,7 +5,10 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from .baselines import FLOOR, FLOOR_1T, NUMPY, TORCH
+from .baselines import FLOOR, FLOOR_1T, FLOOR_DIV, FLOOR_DIV_1T, NUMPY, TORCH
+from .busy import ALL, DEFAULT, ONE
+
+BUSY_WAYS = (DEFAULT, ONE, ALL)
 
 
 def _fmt_time(seconds: float) -> str:
@@ -25,7 +28,8 @@ def report(results: dict[str, Any], file: Any = sys.stdout) -> None:
         print("environment: " + " ".join(f"{k}={v}" for k, v in m["environment"].items()),
               file=file)
     if "load_average_end" in m:
-        print("load average at the end (1, 5, 15 min): "
+        print("load average (1, 5, 15 min) at the start: "
+              + ", ".join(f"{x:.2f}" for x in m.get("load_average_start", [])) + "; at the end: "
               + ", ".join(f"{x:.2f}" for x in m["load_average_end"]), file=file)
     header = (f"{'dtype':<8}{'n':>10}  {'implementation':<30}{'median':>10}{'spread':>8}"
               f"{'GB/s':>8}{'floor%':>8}{'x numpy':>9}{'x torch':>9}")
@@ -57,6 +61,13 @@ def report(results: dict[str, Any], file: Any = sys.stdout) -> None:
                  if e["assignments_s"] else "")
               + (f"; adamax_cy at {e['floor_pct']:.0f}% of the floor"
                  if e["floor_pct"] is not None else ""), file=file)
+    if results.get("busy"):
+        print("\nbusy machine (busy-loop processes holding cores): time per call, "
+              "mean / 90th percentile", file=file)
+        for e in results["busy"]:
+            print(f"{e['busy']} busy, {e['dtype']} n={e['n']:>9}: " + "; ".join(
+                f"{way} {_fmt_time(e[way]['mean_s'])} / {_fmt_time(e[way]['p90_s'])}"
+                for way in BUSY_WAYS) + f"; default / 1 thread {e['ratio']:.2f}", file=file)
     for note in results["notes"]:
         print(f"note: {note}", file=file)
     print("\ntargets:", file=file)
@@ -97,6 +108,14 @@ def markdown(results: dict[str, Any]) -> str:
                          f"| {_fmt_time(e['adamax_cy_s'])} | {_fmt_time(e['torch_s'])} "
                          f"| {_fmt_time(e['torch_foreach_s'])} | {e['speedup']:.2f} | {pct} "
                          f"| {assigning} |")
+    if results.get("busy"):
+        lines += ["", "| busy cores | dtype | n | " + " | ".join(
+            f"{way}: mean | {way}: 90th pct." for way in BUSY_WAYS)
+            + " | default / 1 thread (mean) |", "|---:|---|---:|" + "---:|" * 7]
+        for e in results["busy"]:
+            lines.append(f"| {e['busy']} | {e['dtype']} | {e['n']:,} | " + " | ".join(
+                f"{_fmt_time(e[way]['mean_s'])} | {_fmt_time(e[way]['p90_s'])}"
+                for way in BUSY_WAYS) + f" | {e['ratio']:.2f} |")
     lines += ["", "| target | result | measured |", "|---|---|---|"]
     for t in results["targets"]:
         lines.append(f"| {t['name']} | **{t['status']}** | {t['detail']} |")
@@ -118,7 +137,9 @@ def plot(results: dict[str, Any], path: str) -> None:
         for name in dict.fromkeys(r["implementation"] for r in rows):
             pts = [(r["n"], r["gbps"]) for r in rows if r["implementation"] == name]
             style = ({"color": "black", "linestyle": "--"} if name == FLOOR else
-                     {"color": "grey", "linestyle": ":"} if name == FLOOR_1T else {})
+                     {"color": "grey", "linestyle": ":"} if name == FLOOR_1T else
+                     {"color": "black", "linestyle": "-."} if name == FLOOR_DIV else
+                     {"color": "grey", "linestyle": "-."} if name == FLOOR_DIV_1T else {})
             ax.plot(*zip(*pts), marker="o", markersize=3, label=name, **style)
         ax.set_xscale("log")
         ax.set_yscale("log")

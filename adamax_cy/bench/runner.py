@@ -22,6 +22,7 @@ from ..cli.arguments import (
     EXTRAS, Parser, UsageError, install_line, positive_float, positive_int, writable_file,
 )
 from ..cli.render import Progress, json_text
+from .busy import measure_busy
 from .report import markdown, plot, report, threshold_report
 from .targets import evaluate
 from .timing import (
@@ -34,6 +35,14 @@ QUICK_SIZES = (1, 1_000, 100_000, 2**24)
 SMOKE_SIZES = (1, 1_000)
 MANY = (200, 1_000)  # arrays x elements, against one array of arrays * elements
 SMOKE_MANY = (4, 100)
+# The busy-machine scenario: float32 at these sizes, quiet and with 1 and 2
+# cores kept busy, for about this many seconds per way of threading.
+BUSY = (1, 2)
+BUSY_SIZES = (100_000, 1_000_000, 8_000_000)
+BUSY_SECONDS, QUICK_BUSY_SECONDS = 2.0, 0.6
+SMOKE_BUSY, SMOKE_BUSY_SIZES, SMOKE_BUSY_SECONDS = (1,), (40_000,), 0.02
+#: At most this many busy-loop processes (each holds a core).
+MAX_BUSY = 64
 # adamax_cy.torch.Adamax against torch.optim.Adamax: (tensors, elements) and the
 # speed-up it should reach over the faster of torch's two implementations.
 OPTIMIZERS = ((1, 1_000_000, 3.0), (200, 1_000, 10.0))
@@ -125,6 +134,21 @@ def _names(kind: str, allowed: Sequence[str]) -> Callable[[str], list[str]]:
     return parse
 
 
+def _busy(text: str) -> list[int]:
+    """Numbers of busy cores, separated by commas: whole numbers 0 to MAX_BUSY."""
+    counts = []
+    for part in (x.strip() for x in text.split(",")):
+        if not part:
+            continue
+        if not part.isdigit() or not 0 <= int(part) <= MAX_BUSY:
+            raise argparse.ArgumentTypeError(
+                f"busy cores must be whole numbers from 0 to {MAX_BUSY}, got {part!r}")
+        counts.append(int(part))
+    if not counts:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}")
+    return counts
+
+
 def _json_path(text: str) -> str:
     return text if text == "-" else writable_file(text)
 
@@ -164,6 +188,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", action="store_true",
                         help="measure only where all threads start to beat one (threads "
                         "forced on), to set the kernel's serial threshold")
+    parser.add_argument("--busy", type=_busy, metavar="N,...",
+                        help="the busy-machine scenario: quiet, then with N busy-loop "
+                        "processes holding cores (default 1,2; 0 for quiet only); the "
+                        "benchmark stops them")
+    parser.add_argument("--no-busy", action="store_true",
+                        help="skip the busy-machine scenario")
     parser.add_argument("--no-many", action="store_true",
                         help="skip the many-arrays comparison")
     parser.add_argument("--no-optimizers", action="store_true",
@@ -182,15 +212,21 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
     """The effective settings of a run from its options."""
     sizes: Sequence[int]
     many: tuple[int, int]
+    busy: Sequence[int]
+    busy_sizes: Sequence[int]
     if args.smoke:
         sizes, batches, batch_time, many = SMOKE_SIZES, 3, 0.002, SMOKE_MANY
         optimizers = SMOKE_OPTIMIZERS
+        busy, busy_sizes, busy_seconds = SMOKE_BUSY, SMOKE_BUSY_SIZES, SMOKE_BUSY_SECONDS
     elif args.quick:
         sizes, batches, batch_time, many = QUICK_SIZES, 4, 0.02, MANY
         optimizers = OPTIMIZERS
+        busy, busy_sizes, busy_seconds = BUSY, BUSY_SIZES, QUICK_BUSY_SECONDS
     else:
         sizes, batches, batch_time, many = SIZES, 9, 0.05, MANY
         optimizers = OPTIMIZERS
+        busy, busy_sizes, busy_seconds = BUSY, BUSY_SIZES, BUSY_SECONDS
+    counts = args.busy if args.busy is not None else list(busy)
     only = list(args.only or IMPLEMENTATIONS)
     return {
         "sizes": list(args.sizes or sizes),
@@ -199,6 +235,10 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "batch_seconds": args.batch_time or batch_time,
         "implementations": only,
         "many": None if args.no_many else list(many),
+        # The quiet scenario (0) first, then each number of busy cores.
+        "busy": None if args.no_busy else sorted(set([0] + counts)),
+        "busy_sizes": list(busy_sizes),
+        "busy_seconds": busy_seconds,
         "optimizers": [] if args.no_optimizers or CY_TORCH not in only
         else [list(case) for case in optimizers],
     }
@@ -208,11 +248,15 @@ def benchmark(s: dict[str, Any], progress_bar: bool = True) -> dict[str, Any]:
     """Run the benchmark described by ``settings``; return the results as a dict."""
     notes: list[str] = []
     started = time.perf_counter()
+    load_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     rounds = len(s["sizes"]) + (1 if s["many"] else 0) + len(s["optimizers"]) * len(GRADIENTS)
+    busy_rounds = len(s["busy"]) * len(s["busy_sizes"]) if s["busy"] else 0
     timings: list[Timing] = []
     many: list[dict[str, Any]] = []
     optimizers: list[dict[str, Any]] = []
-    with Progress(s["batches"] * rounds * len(s["dtypes"]), "benchmark", progress_bar) as progress:
+    busy: list[dict[str, Any]] = []
+    total = s["batches"] * rounds * len(s["dtypes"]) + busy_rounds
+    with Progress(total, "benchmark", progress_bar) as progress:
         for dtype in s["dtypes"]:
             for n in s["sizes"]:
                 progress.describe(f"{dtype} n={n}")
@@ -255,10 +299,14 @@ def benchmark(s: dict[str, Any], progress_bar: bool = True) -> dict[str, Any]:
                         "assignments_s": assign,
                         "floor_pct": None if floor_s is None else 100 * floor_s / median[CY_TORCH],
                     })
+        if s["busy"]:
+            busy = measure_busy(s["busy"], s["busy_sizes"], "float32", s["busy_seconds"],
+                                progress)
     allocations = {f"{d} n={n}": allocation_per_step(n, d)
                    for d in s["dtypes"] for n in (1, max(s["sizes"]))}
     info = machine()
-    if hasattr(os, "getloadavg"):  # other work on the machine disturbs threads
+    if load_start is not None:  # other work on the machine disturbs threads
+        info["load_average_start"] = load_start
         info["load_average_end"] = list(os.getloadavg())
     return {
         "machine": info,
@@ -267,7 +315,8 @@ def benchmark(s: dict[str, Any], progress_bar: bool = True) -> dict[str, Any]:
         "results": [asdict(t) for t in timings],
         "many": many,
         "optimizers": optimizers,
-        "targets": [asdict(t) for t in evaluate(timings, many, allocations, optimizers)],
+        "busy": busy,
+        "targets": [asdict(t) for t in evaluate(timings, many, allocations, optimizers, busy)],
         "seconds": time.perf_counter() - started,
     }
 
