@@ -331,7 +331,7 @@ class Adamax:
 
     # ----------------------------------------------------------- checkpoints
 
-    def save(self, path: str | os.PathLike[str], *, include_params: bool = True) -> None:
+    def save(self, path: str | bytes | os.PathLike[Any], *, include_params: bool = True) -> None:
         """Write a checkpoint atomically: the old file or the new one, never a torn one.
 
         The ``.npz`` is written to a temporary file in the same folder,
@@ -341,11 +341,22 @@ class Adamax:
 
         Parameters
         ----------
-        path : str or os.PathLike
-            The file to write (used as given: no ``.npz`` is appended).
+        path : str, bytes or os.PathLike
+            The file to write (used as given: no ``.npz`` is appended). A
+            symbolic link there is replaced by the checkpoint (the file it
+            points to is left as it was).
         include_params : bool, optional
             Also store the parameter values, so that one file restores a run
             (see :meth:`load_state`).
+
+        Raises
+        ------
+        OSError
+            ``path`` is empty, its folder does not exist, or it is (or links
+            to) a directory (:class:`IsADirectoryError`) or anything else than
+            a regular file, such as a named pipe or a device
+            (:class:`FileExistsError`): such a path is never replaced, and no
+            file is created.
 
         Notes
         -----
@@ -376,7 +387,7 @@ class Adamax:
             ),
         )
 
-    def load_state(self, path: str | os.PathLike[str], *, restore_params: bool = True) -> None:
+    def load_state(self, path: str | bytes | os.PathLike[Any], *, restore_params: bool = True) -> None:
         """Restore a checkpoint written by :meth:`save` into this optimizer.
 
         The file is read with ``allow_pickle=False`` (loading never runs
@@ -388,7 +399,7 @@ class Adamax:
 
         Parameters
         ----------
-        path : str or os.PathLike
+        path : str, bytes or os.PathLike
             The checkpoint.
         restore_params : bool, optional
             Copy the stored parameter values (if the file has them) into the
@@ -410,7 +421,7 @@ class Adamax:
         )
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], params: Any, **kwargs: Any) -> Adamax:
+    def load(cls, path: str | bytes | os.PathLike[Any], params: Any, **kwargs: Any) -> Adamax:
         """A new optimizer over ``params`` with the state of the checkpoint at ``path``.
 
         ``Adamax(params, **kwargs)`` followed by :meth:`load_state`: the
@@ -420,7 +431,7 @@ class Adamax:
 
         Parameters
         ----------
-        path : str or os.PathLike
+        path : str, bytes or os.PathLike
             The checkpoint written by :meth:`save`.
         params
             The parameters, in the structure the saving optimizer had.

@@ -412,3 +412,122 @@ def test_deeply_nested_metadata_is_a_checkpoint_error(saved):
     params, opt = two_groups(seed=7)
     with pytest.raises(CheckpointError, match="unreadable metadata"):
         opt.load_state(path)
+
+
+# ------------------------------------------------- what save() writes over
+
+
+def small_optimizer():
+    w = np.ones(3)
+    opt = Adamax({"w": w})
+    opt.step({"w": np.full(3, 0.1)})
+    return w, opt
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="named pipes")
+@pytest.mark.parametrize("via_link", [False, True])
+def test_save_refuses_to_replace_a_named_pipe(tmp_path, via_link):
+    import os
+    import stat
+
+    fifo = tmp_path / "pipe.npz"
+    os.mkfifo(fifo)
+    target = fifo
+    if via_link:
+        target = tmp_path / "link.npz"
+        target.symlink_to(fifo)
+    _, opt = small_optimizer()
+    with pytest.raises(FileExistsError, match="not a regular file") as info:
+        opt.save(target)
+    assert str(target) in str(info.value) and ".tmp" not in str(info.value)
+    assert "\n" not in str(info.value)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert target.is_symlink() == via_link
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted({"pipe.npz", target.name})
+
+
+def test_save_to_a_directory_or_an_empty_path_is_a_clear_error(tmp_path, monkeypatch):
+    _, opt = small_optimizer()
+    (tmp_path / "sub").mkdir()
+    for path, error in [(tmp_path / "sub", IsADirectoryError),
+                        (str(tmp_path / "sub") + "/", IsADirectoryError),
+                        (str(tmp_path / "absent") + "/", IsADirectoryError),
+                        (tmp_path / "absent" / "run.npz", FileNotFoundError)]:
+        with pytest.raises(error) as info:
+            opt.save(path)
+        message = str(info.value)
+        assert str(path).rstrip("/") in message and ".tmp" not in message and "\n" not in message
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="empty") as info:
+        opt.save("")
+    assert ".tmp" not in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub"]
+
+
+def test_save_replaces_a_symbolic_link_not_the_file_it_points_to(tmp_path):
+    victim = tmp_path / "other.txt"
+    victim.write_text("kept")
+    link = tmp_path / "run.npz"
+    link.symlink_to(victim)
+    w, opt = small_optimizer()
+    opt.save(link)
+    assert not link.is_symlink() and victim.read_text() == "kept"
+    assert Adamax.load(link, {"w": np.zeros(3)}).steps == {"w": 1}
+
+
+def test_save_and_load_take_bytes_and_path_like_paths(tmp_path):
+    import os
+
+    w, opt = small_optimizer()
+    path = os.fsencode(tmp_path / "run.npz")
+    opt.save(path)
+    w2 = np.zeros(3)
+    Adamax.load(path, {"w": w2})
+    np.testing.assert_array_equal(w2, w)
+    with pytest.raises(FileNotFoundError):
+        Adamax.load(os.fsencode(tmp_path / "absent.npz"), {"w": w2})
+    (tmp_path / "bad.npz").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError) as info:
+        Adamax.load(os.fsencode(tmp_path / "bad.npz"), {"w": w2})
+    assert str(info.value).startswith(str(tmp_path / "bad.npz") + ":")
+
+
+CTRL_C_RIGHT_AFTER_THE_TEMPORARY_IS_CREATED = """
+    import os, signal, sys
+    import numpy as np
+    from adamax_cy import Adamax
+
+    folder = sys.argv[1]
+    opt = Adamax([np.ones(3)])
+    real_open = os.open
+    def open_then_interrupt(path, flags, *args, **kwargs):
+        fd = real_open(path, flags, *args, **kwargs)
+        if flags & os.O_CREAT:  # the temporary file: Ctrl-C as soon as it exists
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):
+                pass
+        return fd
+    fds = set(os.listdir("/proc/self/fd"))
+    os.open = open_then_interrupt
+    try:
+        opt.save(os.path.join(folder, "run.npz"))
+    except KeyboardInterrupt:
+        print("interrupted")
+    os.open = real_open
+    print(sorted(os.listdir(folder)), len(set(os.listdir("/proc/self/fd")) - fds))
+"""
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_a_ctrl_c_as_the_temporary_file_is_created_leaks_neither_file_nor_descriptor(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(CTRL_C_RIGHT_AFTER_THE_TEMPORARY_IS_CREATED),
+         str(tmp_path)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["interrupted", "[] 0"], out.stdout
