@@ -100,7 +100,7 @@ def to_arrays(
         "steps": list(steps),
         "has_params": params is not None,
     }
-    arrays = {"format": np.array(FORMAT), "meta": np.array(json.dumps(meta))}
+    arrays = {"format": np.array(FORMAT), "meta": np.array(json.dumps(meta, allow_nan=False))}
     for i, (m, u) in enumerate(zip(ms, us)):
         arrays[f"m{i}"] = m
         arrays[f"u{i}"] = u

@@ -174,6 +174,7 @@ class Adamax:
         if len(set(self._names)) != len(self._names):
             raise ValueError(f"parameter names must be unique, got {self._names}")
         self._group_of = [g for g, group in enumerate(self.param_groups) for _ in group["params"]]
+        self._group_params = [group["params"] for group in self.param_groups]
         self._m = [np.zeros_like(p) for p in self._params]
         self._u = [np.zeros_like(p) for p in self._params]
         self._steps = [0] * len(self._params)
@@ -293,6 +294,36 @@ class Adamax:
         """
         return _checkpoint.state_dict(self._names, self.param_groups, self._steps, self._m, self._u)
 
+    def _checked_groups(self) -> list[dict[str, Any]]:
+        """The parameter groups as a state holds them: each group's options
+        checked and normalised (as a load checks them) and its parameters,
+        which must be those it was built with."""
+        built = self._group_params
+        if not is_sequence(self.param_groups) or len(self.param_groups) != len(built):
+            count = len(built)
+            raise ValueError(
+                f"param_groups must hold the {count} parameter group{'s' * (count != 1)} "
+                "the optimizer was built with; groups cannot be added or removed"
+            )
+        groups = []
+        for g, (group, params) in enumerate(zip(self.param_groups, built)):
+            if not isinstance(group, Mapping):
+                raise TypeError(f"param_groups[{g}] must be a dict, got {type(group).__name__}")
+            missing = [key for key in ("params", *GROUP_OPTIONS) if key not in group]
+            if missing:
+                raise ValueError(f"param_groups[{g}] lacks {missing}")
+            given = group["params"]
+            if not (
+                is_sequence(given) and len(given) == len(params)
+                and all(a is b for a, b in zip(given, params))
+            ):
+                raise ValueError(
+                    f"param_groups[{g}]: params were changed; the parameters of an optimizer "
+                    "are fixed at construction"
+                )
+            groups.append({**normalise_group(group, f"param_groups[{g}]: "), "params": params})
+        return groups
+
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore the state saved by :meth:`state_dict`.
 
@@ -351,6 +382,10 @@ class Adamax:
 
         Raises
         ------
+        TypeError, ValueError
+            An option of :attr:`param_groups` that a load would refuse (the
+            checks of :meth:`step`), a missing option, or a group's
+            ``"params"`` changed; nothing is written.
         OSError
             ``path`` is empty, its folder does not exist, or it is (or links
             to) a directory (:class:`IsADirectoryError`) or anything else than
@@ -380,12 +415,10 @@ class Adamax:
         (array([0.998, 0.998, 0.998]), {'params[0]': 1})
         """
         params = self._params if include_params else None
-        _checkpoint.write_atomic(
-            path,
-            _checkpoint.to_arrays(
-                self._names, self.param_groups, self._steps, self._m, self._u, params
-            ),
+        arrays = _checkpoint.to_arrays(
+            self._names, self._checked_groups(), self._steps, self._m, self._u, params
         )
+        _checkpoint.write_atomic(path, arrays)
 
     def load_state(self, path: str | bytes | os.PathLike[Any], *, restore_params: bool = True) -> None:
         """Restore a checkpoint written by :meth:`save` into this optimizer.

@@ -531,3 +531,49 @@ def test_a_ctrl_c_as_the_temporary_file_is_created_leaks_neither_file_nor_descri
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[:2] == ["interrupted", "[] 0"], out.stdout
+
+
+# ------------------------------------------------- save() writes only what loads
+
+
+def set_option(key, value):
+    return lambda opt: opt.param_groups[0].__setitem__(key, value)
+
+
+@pytest.mark.parametrize("change, error, message", [
+    (set_option("lr", -5), ValueError, r"param_groups\[0\]: lr must be"),
+    (set_option("lr", float("nan")), ValueError, r"param_groups\[0\]: lr must be"),
+    (set_option("betas", (0.9,)), ValueError, r"param_groups\[0\]: betas must be a pair"),
+    (set_option("convention", "bogus"), ValueError, r"param_groups\[0\]: convention must be"),
+    (set_option("eps", object()), TypeError, r"param_groups\[0\]: eps must be a real number"),
+    (set_option("params", (np.ones(3), np.ones(3))), ValueError,
+     r"param_groups\[0\]: params .*changed"),
+    (lambda opt: opt.param_groups[0].pop("params"), ValueError,
+     r"param_groups\[0\] lacks \['params'\]"),
+    (lambda opt: opt.param_groups[0].pop("eps"), ValueError, r"param_groups\[0\] lacks \['eps'\]"),
+    (lambda opt: opt.param_groups.append({**opt.param_groups[0], "params": ()}), ValueError,
+     "1 parameter group"),
+])
+def test_save_refuses_groups_its_loader_would_refuse(tmp_path, change, error, message):
+    _, opt = small_optimizer()
+    path = tmp_path / "run.npz"
+    opt.save(path)
+    before = path.read_bytes()
+    change(opt)
+    with pytest.raises(error, match=message):
+        opt.save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["run.npz"]
+
+
+def test_saved_options_are_plain_numbers_in_strict_json(tmp_path):
+    _, opt = small_optimizer()
+    opt.param_groups[0]["lr"] = np.float32(0.25)
+    opt.param_groups[0]["betas"] = [np.float64(0.5), 0.75]
+    opt.save(tmp_path / "run.npz")
+    with np.load(tmp_path / "run.npz") as f:
+        meta = json.loads(str(f["meta"]), parse_constant=lambda c: pytest.fail(c))
+    group = meta["param_groups"][0]
+    assert (group["lr"], group["betas"]) == (0.25, [0.5, 0.75])
+    opt2 = Adamax.load(tmp_path / "run.npz", {"w": np.zeros(3)})
+    assert opt2.param_groups[0]["lr"] == 0.25 and opt2.param_groups[0]["betas"] == (0.5, 0.75)
