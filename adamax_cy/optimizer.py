@@ -9,6 +9,7 @@ infinity norm ``u`` and its own step count, and applies the compiled step of
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Union
 
@@ -111,6 +112,13 @@ class Adamax:
     ``num_threads`` and ``nonfinite`` belong to the optimizer, not to
     its state: they are not in :meth:`state_dict` or checkpoints.
 
+    Thread safety: :meth:`step` refuses (:class:`RuntimeError`) to run while
+    another thread steps, saves or loads the same optimizer, since two steps
+    at once would take the same step count. :meth:`save`, :meth:`state_dict`,
+    :meth:`load_state` and :meth:`load_state_dict` wait for a step running in
+    another thread to finish, so they see and replace whole steps. Distinct
+    optimizers over distinct arrays may step in parallel threads.
+
     Examples
     --------
     >>> import numpy as np
@@ -175,6 +183,9 @@ class Adamax:
             raise ValueError(f"parameter names must be unique, got {self._names}")
         self._group_of = [g for g, group in enumerate(self.param_groups) for _ in group["params"]]
         self._group_params = [group["params"] for group in self.param_groups]
+        # Held by a step, a load and a save. Reentrant: a signal handler that
+        # saves runs in the thread of the step it interrupted, after its end.
+        self._lock = threading.RLock()
         self._m = [np.zeros_like(p) for p in self._params]
         self._u = [np.zeros_like(p) for p in self._params]
         self._steps = [0] * len(self._params)
@@ -222,10 +233,24 @@ class Adamax:
         FloatingPointError
             With ``nonfinite="raise"``, a gradient holding an infinity or NaN.
 
+        RuntimeError
+            Another thread is stepping, saving or loading this optimizer now.
+
         Nothing is written when an exception is raised. A Ctrl-C, or any
         signal with a Python handler, that arrives while the arrays are being
         written is handled once the step is complete and counted.
         """
+        if not self._lock.acquire(blocking=False):
+            raise RuntimeError(
+                "another thread is stepping this optimizer (or saving or loading it); "
+                "step an optimizer from one thread at a time"
+            )
+        try:
+            return self._step(grads)
+        finally:
+            self._lock.release()
+
+    def _step(self, grads: Any) -> bool:
         flat_grads = _flat_grads(grads, self.param_groups, self._names, self._groups_given)
         active = [i for i, grad in enumerate(flat_grads) if grad is not None]
         num_threads = check_num_threads(self.num_threads)
@@ -292,7 +317,10 @@ class Adamax:
         >>> sd["param_groups"][0]["lr"], sd["state"][0]["step"]
         (0.01, 0)
         """
-        return _checkpoint.state_dict(self._names, self.param_groups, self._steps, self._m, self._u)
+        with self._lock:
+            return _checkpoint.state_dict(
+                self._names, self.param_groups, self._steps, self._m, self._u
+            )
 
     def _checked_groups(self) -> list[dict[str, Any]]:
         """The parameter groups as a state holds them: each group's options
@@ -349,7 +377,7 @@ class Adamax:
     def _commit(self, checked: Mapping[str, Any]) -> None:
         # Only copies of checked arrays: nothing below can fail halfway, and
         # signal handlers (Ctrl-C's too) wait until they are done.
-        with deferred_signals():
+        with self._lock, deferred_signals():
             for group, options in zip(self.param_groups, checked["groups"]):
                 group.update(options)
             pairs = [(self._m, checked["m"]), (self._u, checked["u"])]
@@ -415,10 +443,11 @@ class Adamax:
         (array([0.998, 0.998, 0.998]), {'params[0]': 1})
         """
         params = self._params if include_params else None
-        arrays = _checkpoint.to_arrays(
-            self._names, self._checked_groups(), self._steps, self._m, self._u, params
-        )
-        _checkpoint.write_atomic(path, arrays)
+        with self._lock:
+            arrays = _checkpoint.to_arrays(
+                self._names, self._checked_groups(), self._steps, self._m, self._u, params
+            )
+            _checkpoint.write_atomic(path, arrays)
 
     def load_state(self, path: str | bytes | os.PathLike[Any], *, restore_params: bool = True) -> None:
         """Restore a checkpoint written by :meth:`save` into this optimizer.

@@ -279,3 +279,68 @@ EVERY_RECORDED_SIGNAL_IS_REPLAYED = """
 
 def test_every_recorded_signal_is_handled_when_one_handler_raises():
     assert run_script(EVERY_RECORDED_SIGNAL_IS_REPLAYED).strip() == "boom ['USR1', 'USR2']"
+
+
+STEPS_FROM_TWO_THREADS = """
+    import threading
+    import numpy as np
+    from adamax_cy import Adamax
+
+    # A step held open (its lr schedule waits) while another thread steps.
+    started, release = threading.Event(), threading.Event()
+    def schedule(t):
+        if threading.current_thread() is not threading.main_thread():
+            started.set()
+            release.wait(60)
+        return 0.001
+    w = np.ones(4)
+    opt = Adamax([w], lr=schedule)
+    worker = threading.Thread(target=opt.step, args=([np.full(4, 0.1)],))
+    worker.start()
+    started.wait(60)
+    try:
+        opt.step([np.full(4, 0.1)])
+        print("both stepped")
+    except RuntimeError as e:
+        print(e)
+    finally:
+        release.set()
+        worker.join(60)
+    print(opt.steps["params[0]"])
+
+    # Racing steps: the state is that of as many whole steps as succeeded.
+    N = 1 << 20
+    g = np.linspace(-1, 1, N)
+    bad = 0
+    for trial in range(5):
+        w = np.ones(N)
+        opt = Adamax([w], lr=0.01, num_threads=1)
+        barrier = threading.Barrier(2)
+        done = []
+        def go():
+            barrier.wait()
+            try:
+                opt.step([g])
+                done.append(1)
+            except RuntimeError:
+                pass
+        threads = [threading.Thread(target=go) for _ in range(2)]
+        [t.start() for t in threads]
+        [t.join(60) for t in threads]
+        ref_w = np.ones(N)
+        ref = Adamax([ref_w], lr=0.01, num_threads=1)
+        for _ in done:
+            ref.step([g])
+        bad += not (np.array_equal(w, ref_w) and opt.steps == ref.steps)
+    print(bad)
+"""
+
+
+def test_a_step_from_a_second_thread_meanwhile_is_refused():
+    """Two threads stepping one optimizer at once would both take the same
+    step count: the second is refused with a RuntimeError, and the state is
+    always that of whole steps."""
+    message, steps, bad = run_script(STEPS_FROM_TWO_THREADS, timeout=300).strip().split("\n")
+    assert message.startswith("another thread is stepping this optimizer"), message
+    assert steps == "1"
+    assert bad == "0", f"{bad} of 5 racing pairs of steps left a state of no whole steps"
