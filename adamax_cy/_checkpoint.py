@@ -419,7 +419,7 @@ def _parse_meta(data: Mapping[str, np.ndarray], where: str) -> tuple[Any, list[A
         )
     except (KeyError, TypeError, ValueError, RecursionError) as e:  # (deep nesting)
         raise CheckpointError(f"{where}: unreadable metadata ({_cut(repr(e))})") from None
-    if version != VERSION:
+    if not _is_int(version) or version != VERSION:
         raise CheckpointError(
             f"{where}: checkpoint version {_short(version)}, this code reads {VERSION}"
         )
@@ -457,7 +457,9 @@ def from_arrays(
     param_groups, start = [], 0
     for g, saved in enumerate(groups):
         try:
-            size = operator.index(saved.pop("size"))
+            size = saved.pop("size")
+            if not _is_int(size):
+                raise TypeError(f"size {_short(size)} is not an integer")
             schedule = saved.pop("lr_schedule")
             saved["betas"] = tuple(saved["betas"])
             if not 0 <= size <= n - start:
@@ -520,7 +522,7 @@ def read(
                 f"but this optimizer has {_short(names)}"
             )
         saved_sizes = [group.get("size") for group in saved_groups]
-        if saved_sizes != sizes:
+        if saved_sizes != sizes or not all(map(_is_int, saved_sizes)):
             raise CheckpointError(
                 f"{where}: the checkpoint's param_groups hold {_short(saved_sizes)} parameters, "
                 f"this optimizer's {_short(sizes)}"
@@ -626,8 +628,19 @@ def check_state_dict(
                     f"{name}: {key} must be a numpy.ndarray, got {type(a).__name__}"
                 )
             check_saved_array(a, p, f"{name}: {key}")
+            # (NaN is legal: a NaN gradient with nonfinite="propagate" leaves one.)
+            if key == "u" and (a < 0).any():
+                raise CheckpointError(
+                    f"{name}: u holds negative values, which no step makes "
+                    "(u is a maximum of absolute values)"
+                )
             out.append(a)
     return {"groups": new_groups, "steps": steps, "m": ms, "u": us, "params": None}
+
+
+def _is_int(value: Any) -> bool:
+    """An integer of the metadata: a JSON number without a fraction, not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def check_saved_step(step: Any, name: str) -> int:

@@ -356,8 +356,10 @@ class Adamax:
         """Restore the state saved by :meth:`state_dict`.
 
         Everything is checked (structure, group count and membership,
-        options, step counts, shapes and dtypes) before anything changes; the
-        arrays are copied in.
+        options, step counts, shapes and dtypes, and that no ``u`` is
+        negative, which no step makes) before anything changes; the arrays
+        are copied in. NaN in ``m`` or ``u`` is accepted: a NaN gradient
+        with ``nonfinite="propagate"`` leaves it.
 
         Parameters
         ----------

@@ -577,3 +577,62 @@ def test_saved_options_are_plain_numbers_in_strict_json(tmp_path):
     assert (group["lr"], group["betas"]) == (0.25, [0.5, 0.75])
     opt2 = Adamax.load(tmp_path / "run.npz", {"w": np.zeros(3)})
     assert opt2.param_groups[0]["lr"] == 0.25 and opt2.param_groups[0]["betas"] == (0.5, 0.75)
+
+
+# ------------------------------------------------- values no run makes, or no int
+
+
+def rewrite_array(path, key, change):
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays[key] = change(arrays[key].copy())
+    out = path.with_name("changed.npz")
+    np.savez(out, **arrays)
+    return out
+
+
+def set_meta(key, value, group=None):
+    def change(meta):
+        (meta if group is None else meta["param_groups"][group])[key] = value
+    return change
+
+
+@pytest.mark.parametrize("change, message", [
+    (set_meta("version", 1.0), "checkpoint version 1.0"),
+    (set_meta("version", True), "checkpoint version True"),
+    (set_meta("size", True, group=0), "param_groups"),
+    (set_meta("size", 1.0, group=0), "param_groups"),
+])
+def test_metadata_numbers_that_are_not_ints_are_refused(saved, change, message):
+    params, opt = two_groups(seed=7)
+    before = snapshot(opt, params)
+    with pytest.raises(CheckpointError, match=message):
+        opt.load_state(rewrite_meta(saved, change))
+    assert_unchanged(opt, params, before)
+
+
+def negative_first(u):
+    u.reshape(-1)[0] = -1.0
+    return u
+
+
+def test_a_negative_u_is_refused(saved):
+    params, opt = two_groups(seed=7)
+    before = snapshot(opt, params)
+    with pytest.raises(CheckpointError, match="u holds negative values"):
+        opt.load_state(rewrite_array(saved, "u1", negative_first))
+    sd = opt.state_dict()
+    negative_first(sd["state"][0]["u"])
+    with pytest.raises(CheckpointError, match="w: u holds negative values"):
+        opt.load_state_dict(sd)
+    assert_unchanged(opt, params, before)
+
+
+def test_a_nan_m_after_a_nan_gradient_is_a_legal_state_and_loads(tmp_path):
+    w = np.ones(3)
+    opt = Adamax({"w": w}, nonfinite="propagate")
+    opt.step({"w": np.array([np.nan, 0.1, 0.1])})
+    assert np.isnan(opt.state_dict()["state"][0]["m"][0])
+    opt.save(tmp_path / "run.npz")
+    opt2 = Adamax.load(tmp_path / "run.npz", {"w": np.zeros(3)})
+    assert np.isnan(opt2.state_dict()["state"][0]["m"][0]) and opt2.steps == {"w": 1}
