@@ -534,7 +534,7 @@ def read(
             for key in keys
         }
 
-    data = read_members(path, where, layout, max_bytes, meta_bytes)
+    data = read_members(where, where, layout, max_bytes, meta_bytes)
     schedules = [group["lr"] if callable(group["lr"]) else None for group in groups]
     state_dict, saved_params = from_arrays(data, where, schedules)
     try:

@@ -484,8 +484,9 @@ def test_save_and_load_take_bytes_and_path_like_paths(tmp_path):
     w2 = np.zeros(3)
     Adamax.load(path, {"w": w2})
     np.testing.assert_array_equal(w2, w)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError) as info:
         Adamax.load(os.fsencode(tmp_path / "absent.npz"), {"w": w2})
+    assert str(info.value).endswith(": " + repr(str(tmp_path / "absent.npz")))
     (tmp_path / "bad.npz").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError) as info:
         Adamax.load(os.fsencode(tmp_path / "bad.npz"), {"w": w2})
