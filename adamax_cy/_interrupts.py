@@ -44,12 +44,18 @@ def _install(signums: list[int], handlers: list[Any]) -> BaseException | None:
     two of its items but inside :func:`signal.signal` itself.
     """
     error = None
-    while True:
+    for _ in range(_RETRIES):
         try:
             collections.deque(map(_handlers.signal, signums, handlers), 0)
             return error
         except BaseException as e:  # a handler raised (KeyboardInterrupt, SystemExit...)
             error = e if error is None else error
+    raise error  # type: ignore[misc]  # (not a handler's: signal.signal's own error)
+
+
+#: Attempts of :func:`_install`: a handler raises once per signal received, so
+#: only an error of :func:`signal.signal` itself fails this many in a row.
+_RETRIES = 1000
 
 
 class deferred_signals:
@@ -80,13 +86,16 @@ class deferred_signals:
         if threading.get_ident() != threading.main_thread().ident:  # (after a fork too)
             return
         signums = list(_python_handled())
+        if not signums:
+            return
         previous = list(map(_getsignal, signums))
+        try:  # (setting a handler to itself changes nothing)
+            _handlers.signal(signums[0], previous[0])
+        except ValueError:  # not the main interpreter
+            return
         self.signums, self.previous, self.active = signums, previous, True
         try:
             _install(signums, [self._record] * len(signums))
-        except ValueError:  # not the main interpreter
-            self.active = False
-            _install(signums, previous)
         except BaseException:  # a handler raised part-way: put every one back
             self.active = False
             _install(signums, previous)
