@@ -413,7 +413,7 @@ class Adamax:
         Raises
         ------
         TypeError, ValueError
-            An option of :attr:`param_groups` that a load would refuse (the
+            An option of ``param_groups`` that a load would refuse (the
             checks of :meth:`step`), a missing option, or a group's
             ``"params"`` changed; nothing is written.
         OSError
