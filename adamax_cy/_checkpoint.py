@@ -11,6 +11,7 @@ sizes, step counts, whether parameters are stored) and the arrays ``m{i}``,
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import operator
@@ -26,6 +27,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ._defaults import GROUP_OPTIONS, MAX_STEP
+from ._interrupts import deferred_signals
 from ._validation import is_sequence, normalise_group
 
 #: What a checkpoint file says it is, and the layout version this code reads.
@@ -98,7 +100,7 @@ def to_arrays(
         "steps": list(steps),
         "has_params": params is not None,
     }
-    arrays = {"format": np.array(FORMAT), "meta": np.array(json.dumps(meta))}
+    arrays = {"format": np.array(FORMAT), "meta": np.array(json.dumps(meta, allow_nan=False))}
     for i, (m, u) in enumerate(zip(ms, us)):
         arrays[f"m{i}"] = m
         arrays[f"u{i}"] = u
@@ -117,14 +119,57 @@ def _fsync_directory(folder: str) -> None:
     # where the rename is durable once os.replace returns.
     if os.name != "posix":
         return
-    fd = os.open(folder, os.O_RDONLY)
+    fd = None
     try:
+        with deferred_signals():  # no Ctrl-C between opening and owning the descriptor
+            fd = os.open(folder, os.O_RDONLY)
         os.fsync(fd)
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
 
 
-def write_atomic(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray]) -> None:
+def _check_target(path: str) -> None:
+    """Refuse a checkpoint path that names no file or something else than a
+    regular file (or a symbolic link to one, which is replaced), before
+    anything is created."""
+    if path == "":
+        raise FileNotFoundError(errno.ENOENT, "cannot save a checkpoint: the path is empty", path)
+    if os.path.basename(path) == "":
+        raise IsADirectoryError(
+            errno.EISDIR, "cannot save a checkpoint: the path names a folder", path
+        )
+    try:
+        mode = os.stat(path).st_mode  # through a link: what it points to
+    except FileNotFoundError:  # (a dangling link is replaced)
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(
+                errno.ENOENT, "cannot save a checkpoint: its folder does not exist", path
+            ) from None
+        return
+    except NotADirectoryError:
+        raise NotADirectoryError(
+            errno.ENOTDIR, "cannot save a checkpoint: a file stands where a folder should", path
+        ) from None
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(
+            errno.EISDIR, "cannot save a checkpoint over a directory", path
+        )
+    if not stat.S_ISREG(mode):
+        raise FileExistsError(
+            errno.EEXIST,
+            f"not a regular file ({_KINDS.get(stat.S_IFMT(mode), 'a special file')}): a "
+            "checkpoint never replaces it",
+            path,
+        )
+
+
+_KINDS = {stat.S_IFIFO: "a named pipe", stat.S_IFCHR: "a character device",
+          stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
+
+
+def write_atomic(path: str | bytes | os.PathLike[Any], arrays: Mapping[str, np.ndarray]) -> None:
     """Write ``arrays`` as an ``.npz`` at ``path``: the old file or the new one, never a torn one.
 
     The file is written to a temporary file in the same folder, flushed and
@@ -132,26 +177,50 @@ def write_atomic(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray])
     fsynced. A failure at any point leaves any previous file at ``path`` as
     it was and removes the temporary file; stale temporary files of earlier
     saves to ``path`` are removed first (see :data:`STALE_AFTER`).
+
+    ``path`` (a str, bytes or path-like, as :func:`open` takes) must name a
+    regular file, a symbolic link or nothing: a link is replaced by the
+    checkpoint (the file it points to is left as it was); a path that is, or
+    links to, a directory, a named pipe, a device or a socket is refused
+    (:class:`OSError`) before anything is created.
     """
-    path = os.fspath(path)
+    path = os.fsdecode(path)
+    _check_target(path)
     folder = os.path.dirname(os.path.abspath(path))
     base = os.path.basename(path)
     _remove_stale_temporaries(folder, base)
     name = f".{base}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     tmp = os.path.join(folder, name)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    _WRITING.add(name)
+    f = None
     try:
-        with os.fdopen(fd, "wb") as f:
+        # No Ctrl-C (or other handler) between creating the file and owning it.
+        with deferred_signals():
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                             0o666)
+            except OSError as e:
+                raise OSError(
+                    e.errno, f"cannot save a checkpoint: {e.strerror} (its temporary file)", path
+                ) from None
+            _WRITING.add(name)
+            try:
+                f = os.fdopen(fd, "wb")
+            except BaseException:
+                os.close(fd)
+                raise
+        with f:
             _write_npz(f, arrays)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        if name in _WRITING:  # (the file exists: this call created it)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         raise
     finally:
+        if f is not None:
+            f.close()
         _WRITING.discard(name)
     _fsync_directory(folder)
 
@@ -213,7 +282,7 @@ _CHUNK = 2**20
 
 
 def read_members(
-    path: str | os.PathLike[str],
+    path: str | bytes | os.PathLike[Any],
     where: str,
     expected: Callable[[dict[str, np.ndarray]], Mapping[str, tuple[tuple[int, ...], Any, str]]],
     max_bytes: int,
@@ -350,7 +419,7 @@ def _parse_meta(data: Mapping[str, np.ndarray], where: str) -> tuple[Any, list[A
         )
     except (KeyError, TypeError, ValueError, RecursionError) as e:  # (deep nesting)
         raise CheckpointError(f"{where}: unreadable metadata ({_cut(repr(e))})") from None
-    if version != VERSION:
+    if not _is_int(version) or version != VERSION:
         raise CheckpointError(
             f"{where}: checkpoint version {_short(version)}, this code reads {VERSION}"
         )
@@ -388,7 +457,9 @@ def from_arrays(
     param_groups, start = [], 0
     for g, saved in enumerate(groups):
         try:
-            size = operator.index(saved.pop("size"))
+            size = saved.pop("size")
+            if not _is_int(size):
+                raise TypeError(f"size {_short(size)} is not an integer")
             schedule = saved.pop("lr_schedule")
             saved["betas"] = tuple(saved["betas"])
             if not 0 <= size <= n - start:
@@ -422,7 +493,7 @@ def from_arrays(
 
 
 def read(
-    path: str | os.PathLike[str],
+    path: str | bytes | os.PathLike[Any],
     names: Sequence[str],
     params: Sequence[np.ndarray],
     groups: Sequence[Mapping[str, Any]],
@@ -436,7 +507,7 @@ def read(
     sizes) and each array's declared shape and dtype against its parameter's
     before any array is read.
     """
-    where = os.fspath(path)
+    where = os.fsdecode(path)
     names = list(names)
     sizes = [len(group["params"]) for group in groups]
     meta_bytes = META_BYTES + META_BYTES_PER_PARAM * len(params)
@@ -451,7 +522,7 @@ def read(
                 f"but this optimizer has {_short(names)}"
             )
         saved_sizes = [group.get("size") for group in saved_groups]
-        if saved_sizes != sizes:
+        if saved_sizes != sizes or not all(map(_is_int, saved_sizes)):
             raise CheckpointError(
                 f"{where}: the checkpoint's param_groups hold {_short(saved_sizes)} parameters, "
                 f"this optimizer's {_short(sizes)}"
@@ -463,7 +534,7 @@ def read(
             for key in keys
         }
 
-    data = read_members(path, where, layout, max_bytes, meta_bytes)
+    data = read_members(where, where, layout, max_bytes, meta_bytes)
     schedules = [group["lr"] if callable(group["lr"]) else None for group in groups]
     state_dict, saved_params = from_arrays(data, where, schedules)
     try:
@@ -557,8 +628,19 @@ def check_state_dict(
                     f"{name}: {key} must be a numpy.ndarray, got {type(a).__name__}"
                 )
             check_saved_array(a, p, f"{name}: {key}")
+            # (NaN is legal: a NaN gradient with nonfinite="propagate" leaves one.)
+            if key == "u" and (a < 0).any():
+                raise CheckpointError(
+                    f"{name}: u holds negative values, which no step makes "
+                    "(u is a maximum of absolute values)"
+                )
             out.append(a)
     return {"groups": new_groups, "steps": steps, "m": ms, "u": us, "params": None}
+
+
+def _is_int(value: Any) -> bool:
+    """An integer of the metadata: a JSON number without a fraction, not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def check_saved_step(step: Any, name: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import signal
 import threading
 from types import FrameType, TracebackType
@@ -33,6 +34,30 @@ def _python_handled() -> tuple[int, ...]:
     return _seen[1]
 
 
+def _install(signums: list[int], handlers: list[Any]) -> BaseException | None:
+    """Set each signal's handler; return the first exception a handler raised meanwhile.
+
+    :func:`signal.signal` runs the handlers of signals already received
+    before it changes anything, and one of them may raise: the whole list is
+    then set again (setting a handler twice is harmless) until it is done.
+    The list is set by one call from C, so no Python handler runs between
+    two of its items but inside :func:`signal.signal` itself.
+    """
+    error = None
+    for _ in range(_RETRIES):
+        try:
+            collections.deque(map(_handlers.signal, signums, handlers), 0)
+            return error
+        except BaseException as e:  # a handler raised (KeyboardInterrupt, SystemExit...)
+            error = e if error is None else error
+    raise error  # type: ignore[misc]  # (not a handler's: signal.signal's own error)
+
+
+#: Attempts of :func:`_install`: a handler raises once per signal received, so
+#: only an error of :func:`signal.signal` itself fails this many in a row.
+_RETRIES = 1000
+
+
 class deferred_signals:
     """Run the block to its end before any Python signal handler runs.
 
@@ -44,31 +69,63 @@ class deferred_signals:
     Python handler is only recorded; on leaving it, the handlers are
     restored and called for the recorded signals, in order. Only the main
     thread runs handlers, so elsewhere the block runs as it is.
+
+    A handler that raises while the handlers are being swapped in or back
+    (the block's or any other) never leaves one of them replaced: all are
+    restored first, then every recorded signal is handled, and the first
+    exception a handler raised is raised once all of them have run.
     """
 
-    __slots__ = ("previous", "received")
+    __slots__ = ("signums", "previous", "received", "active")
 
     def __enter__(self) -> None:
-        self.previous: dict[int, Any] = {}
+        self.signums: list[int] = []
+        self.previous: list[Any] = []
         self.received: list[tuple[int, FrameType | None]] = []
+        self.active = False
         if threading.get_ident() != threading.main_thread().ident:  # (after a fork too)
             return
-        for signum in _python_handled():
-            handler = _getsignal(signum)
-            try:
-                _handlers.signal(signum, self._record)
-            except ValueError:  # not the main interpreter
-                return
-            self.previous[signum] = handler
+        signums = list(_python_handled())
+        if not signums:
+            return
+        previous = list(map(_getsignal, signums))
+        try:  # (setting a handler to itself changes nothing)
+            _handlers.signal(signums[0], previous[0])
+        except ValueError:  # not the main interpreter
+            return
+        self.signums, self.previous, self.active = signums, previous, True
+        try:
+            _install(signums, [self._record] * len(signums))
+        except BaseException:  # a handler raised part-way: put every one back
+            self.active = False
+            _install(signums, previous)
+            raise
 
     def _record(self, signum: int, frame: FrameType | None) -> None:
-        self.received.append((signum, frame))
+        if self.active:
+            self.received.append((signum, frame))
+            return
+        # Left installed by an exception at an unlucky moment (the window is a
+        # few instructions wide): behave as the handler it replaced, and put
+        # that handler back.
+        handler = self.previous[self.signums.index(signum)]
+        _handlers.signal(signum, handler)
+        if callable(handler):
+            handler(signum, frame)
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for signum, handler in self.previous.items():
-            _handlers.signal(signum, handler)
+        if not self.active:
+            return
+        self.active = False
+        first = _install(self.signums, self.previous)
+        handler_of = dict(zip(self.signums, self.previous))
         for signum, frame in self.received:
-            self.previous[signum](signum, frame)
+            try:
+                handler_of[signum](signum, frame)
+            except BaseException as e:
+                first = e if first is None else first
+        if first is not None:
+            raise first

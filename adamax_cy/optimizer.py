@@ -9,6 +9,7 @@ infinity norm ``u`` and its own step count, and applies the compiled step of
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Union
 
@@ -111,6 +112,13 @@ class Adamax:
     ``num_threads`` and ``nonfinite`` belong to the optimizer, not to
     its state: they are not in :meth:`state_dict` or checkpoints.
 
+    Thread safety: :meth:`step` refuses (:class:`RuntimeError`) to run while
+    another thread steps, saves or loads the same optimizer, since two steps
+    at once would take the same step count. :meth:`save`, :meth:`state_dict`,
+    :meth:`load_state` and :meth:`load_state_dict` wait for a step running in
+    another thread to finish, so they see and replace whole steps. Distinct
+    optimizers over distinct arrays may step in parallel threads.
+
     Examples
     --------
     >>> import numpy as np
@@ -174,6 +182,10 @@ class Adamax:
         if len(set(self._names)) != len(self._names):
             raise ValueError(f"parameter names must be unique, got {self._names}")
         self._group_of = [g for g, group in enumerate(self.param_groups) for _ in group["params"]]
+        self._group_params = [group["params"] for group in self.param_groups]
+        # Held by a step, a load and a save. Reentrant: a signal handler that
+        # saves runs in the thread of the step it interrupted, after its end.
+        self._lock = threading.RLock()
         self._m = [np.zeros_like(p) for p in self._params]
         self._u = [np.zeros_like(p) for p in self._params]
         self._steps = [0] * len(self._params)
@@ -221,10 +233,24 @@ class Adamax:
         FloatingPointError
             With ``nonfinite="raise"``, a gradient holding an infinity or NaN.
 
+        RuntimeError
+            Another thread is stepping, saving or loading this optimizer now.
+
         Nothing is written when an exception is raised. A Ctrl-C, or any
         signal with a Python handler, that arrives while the arrays are being
         written is handled once the step is complete and counted.
         """
+        if not self._lock.acquire(blocking=False):
+            raise RuntimeError(
+                "another thread is stepping this optimizer (or saving or loading it); "
+                "step an optimizer from one thread at a time"
+            )
+        try:
+            return self._step(grads)
+        finally:
+            self._lock.release()
+
+    def _step(self, grads: Any) -> bool:
         flat_grads = _flat_grads(grads, self.param_groups, self._names, self._groups_given)
         active = [i for i, grad in enumerate(flat_grads) if grad is not None]
         num_threads = check_num_threads(self.num_threads)
@@ -291,14 +317,49 @@ class Adamax:
         >>> sd["param_groups"][0]["lr"], sd["state"][0]["step"]
         (0.01, 0)
         """
-        return _checkpoint.state_dict(self._names, self.param_groups, self._steps, self._m, self._u)
+        with self._lock:
+            return _checkpoint.state_dict(
+                self._names, self.param_groups, self._steps, self._m, self._u
+            )
+
+    def _checked_groups(self) -> list[dict[str, Any]]:
+        """The parameter groups as a state holds them: each group's options
+        checked and normalised (as a load checks them) and its parameters,
+        which must be those it was built with."""
+        built = self._group_params
+        if not is_sequence(self.param_groups) or len(self.param_groups) != len(built):
+            count = len(built)
+            raise ValueError(
+                f"param_groups must hold the {count} parameter group{'s' * (count != 1)} "
+                "the optimizer was built with; groups cannot be added or removed"
+            )
+        groups = []
+        for g, (group, params) in enumerate(zip(self.param_groups, built)):
+            if not isinstance(group, Mapping):
+                raise TypeError(f"param_groups[{g}] must be a dict, got {type(group).__name__}")
+            missing = [key for key in ("params", *GROUP_OPTIONS) if key not in group]
+            if missing:
+                raise ValueError(f"param_groups[{g}] lacks {missing}")
+            given = group["params"]
+            if not (
+                is_sequence(given) and len(given) == len(params)
+                and all(a is b for a, b in zip(given, params))
+            ):
+                raise ValueError(
+                    f"param_groups[{g}]: params were changed; the parameters of an optimizer "
+                    "are fixed at construction"
+                )
+            groups.append({**normalise_group(group, f"param_groups[{g}]: "), "params": params})
+        return groups
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore the state saved by :meth:`state_dict`.
 
         Everything is checked (structure, group count and membership,
-        options, step counts, shapes and dtypes) before anything changes; the
-        arrays are copied in.
+        options, step counts, shapes and dtypes, and that no ``u`` is
+        negative, which no step makes) before anything changes; the arrays
+        are copied in. NaN in ``m`` or ``u`` is accepted: a NaN gradient
+        with ``nonfinite="propagate"`` leaves it.
 
         Parameters
         ----------
@@ -318,7 +379,7 @@ class Adamax:
     def _commit(self, checked: Mapping[str, Any]) -> None:
         # Only copies of checked arrays: nothing below can fail halfway, and
         # signal handlers (Ctrl-C's too) wait until they are done.
-        with deferred_signals():
+        with self._lock, deferred_signals():
             for group, options in zip(self.param_groups, checked["groups"]):
                 group.update(options)
             pairs = [(self._m, checked["m"]), (self._u, checked["u"])]
@@ -331,7 +392,7 @@ class Adamax:
 
     # ----------------------------------------------------------- checkpoints
 
-    def save(self, path: str | os.PathLike[str], *, include_params: bool = True) -> None:
+    def save(self, path: str | bytes | os.PathLike[Any], *, include_params: bool = True) -> None:
         """Write a checkpoint atomically: the old file or the new one, never a torn one.
 
         The ``.npz`` is written to a temporary file in the same folder,
@@ -341,11 +402,26 @@ class Adamax:
 
         Parameters
         ----------
-        path : str or os.PathLike
-            The file to write (used as given: no ``.npz`` is appended).
+        path : str, bytes or os.PathLike
+            The file to write (used as given: no ``.npz`` is appended). A
+            symbolic link there is replaced by the checkpoint (the file it
+            points to is left as it was).
         include_params : bool, optional
             Also store the parameter values, so that one file restores a run
             (see :meth:`load_state`).
+
+        Raises
+        ------
+        TypeError, ValueError
+            An option of ``param_groups`` that a load would refuse (the
+            checks of :meth:`step`), a missing option, or a group's
+            ``"params"`` changed; nothing is written.
+        OSError
+            ``path`` is empty, its folder does not exist, or it is (or links
+            to) a directory (:class:`IsADirectoryError`) or anything else than
+            a regular file, such as a named pipe or a device
+            (:class:`FileExistsError`): such a path is never replaced, and no
+            file is created.
 
         Notes
         -----
@@ -369,14 +445,13 @@ class Adamax:
         (array([0.998, 0.998, 0.998]), {'params[0]': 1})
         """
         params = self._params if include_params else None
-        _checkpoint.write_atomic(
-            path,
-            _checkpoint.to_arrays(
-                self._names, self.param_groups, self._steps, self._m, self._u, params
-            ),
-        )
+        with self._lock:
+            arrays = _checkpoint.to_arrays(
+                self._names, self._checked_groups(), self._steps, self._m, self._u, params
+            )
+            _checkpoint.write_atomic(path, arrays)
 
-    def load_state(self, path: str | os.PathLike[str], *, restore_params: bool = True) -> None:
+    def load_state(self, path: str | bytes | os.PathLike[Any], *, restore_params: bool = True) -> None:
         """Restore a checkpoint written by :meth:`save` into this optimizer.
 
         The file is read with ``allow_pickle=False`` (loading never runs
@@ -388,7 +463,7 @@ class Adamax:
 
         Parameters
         ----------
-        path : str or os.PathLike
+        path : str, bytes or os.PathLike
             The checkpoint.
         restore_params : bool, optional
             Copy the stored parameter values (if the file has them) into the
@@ -410,7 +485,7 @@ class Adamax:
         )
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], params: Any, **kwargs: Any) -> Adamax:
+    def load(cls, path: str | bytes | os.PathLike[Any], params: Any, **kwargs: Any) -> Adamax:
         """A new optimizer over ``params`` with the state of the checkpoint at ``path``.
 
         ``Adamax(params, **kwargs)`` followed by :meth:`load_state`: the
@@ -420,7 +495,7 @@ class Adamax:
 
         Parameters
         ----------
-        path : str or os.PathLike
+        path : str, bytes or os.PathLike
             The checkpoint written by :meth:`save`.
         params
             The parameters, in the structure the saving optimizer had.

@@ -412,3 +412,228 @@ def test_deeply_nested_metadata_is_a_checkpoint_error(saved):
     params, opt = two_groups(seed=7)
     with pytest.raises(CheckpointError, match="unreadable metadata"):
         opt.load_state(path)
+
+
+# ------------------------------------------------- what save() writes over
+
+
+def small_optimizer():
+    w = np.ones(3)
+    opt = Adamax({"w": w})
+    opt.step({"w": np.full(3, 0.1)})
+    return w, opt
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="named pipes")
+@pytest.mark.parametrize("via_link", [False, True])
+def test_save_refuses_to_replace_a_named_pipe(tmp_path, via_link):
+    import os
+    import stat
+
+    fifo = tmp_path / "pipe.npz"
+    os.mkfifo(fifo)
+    target = fifo
+    if via_link:
+        target = tmp_path / "link.npz"
+        target.symlink_to(fifo)
+    _, opt = small_optimizer()
+    with pytest.raises(FileExistsError, match="not a regular file") as info:
+        opt.save(target)
+    assert str(target) in str(info.value) and ".tmp" not in str(info.value)
+    assert "\n" not in str(info.value)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert target.is_symlink() == via_link
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted({"pipe.npz", target.name})
+
+
+def test_save_to_a_directory_or_an_empty_path_is_a_clear_error(tmp_path, monkeypatch):
+    _, opt = small_optimizer()
+    (tmp_path / "sub").mkdir()
+    for path, error in [(tmp_path / "sub", IsADirectoryError),
+                        (str(tmp_path / "sub") + "/", IsADirectoryError),
+                        (str(tmp_path / "absent") + "/", IsADirectoryError),
+                        (tmp_path / "absent" / "run.npz", FileNotFoundError)]:
+        with pytest.raises(error) as info:
+            opt.save(path)
+        message = str(info.value)
+        assert str(path).rstrip("/") in message and ".tmp" not in message and "\n" not in message
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="empty") as info:
+        opt.save("")
+    assert ".tmp" not in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub"]
+
+
+def test_save_replaces_a_symbolic_link_not_the_file_it_points_to(tmp_path):
+    victim = tmp_path / "other.txt"
+    victim.write_text("kept")
+    link = tmp_path / "run.npz"
+    link.symlink_to(victim)
+    w, opt = small_optimizer()
+    opt.save(link)
+    assert not link.is_symlink() and victim.read_text() == "kept"
+    assert Adamax.load(link, {"w": np.zeros(3)}).steps == {"w": 1}
+
+
+def test_save_and_load_take_bytes_and_path_like_paths(tmp_path):
+    import os
+
+    w, opt = small_optimizer()
+    path = os.fsencode(tmp_path / "run.npz")
+    opt.save(path)
+    w2 = np.zeros(3)
+    Adamax.load(path, {"w": w2})
+    np.testing.assert_array_equal(w2, w)
+    with pytest.raises(FileNotFoundError) as info:
+        Adamax.load(os.fsencode(tmp_path / "absent.npz"), {"w": w2})
+    assert str(info.value).endswith(": " + repr(str(tmp_path / "absent.npz")))
+    (tmp_path / "bad.npz").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError) as info:
+        Adamax.load(os.fsencode(tmp_path / "bad.npz"), {"w": w2})
+    assert str(info.value).startswith(str(tmp_path / "bad.npz") + ":")
+
+
+CTRL_C_RIGHT_AFTER_THE_TEMPORARY_IS_CREATED = """
+    import os, signal, sys
+    import numpy as np
+    from adamax_cy import Adamax
+
+    folder = sys.argv[1]
+    opt = Adamax([np.ones(3)])
+    real_open = os.open
+    def open_then_interrupt(path, flags, *args, **kwargs):
+        fd = real_open(path, flags, *args, **kwargs)
+        if flags & os.O_CREAT:  # the temporary file: Ctrl-C as soon as it exists
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):
+                pass
+        return fd
+    fds = set(os.listdir("/proc/self/fd"))
+    os.open = open_then_interrupt
+    try:
+        opt.save(os.path.join(folder, "run.npz"))
+    except KeyboardInterrupt:
+        print("interrupted")
+    os.open = real_open
+    print(sorted(os.listdir(folder)), len(set(os.listdir("/proc/self/fd")) - fds))
+"""
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_a_ctrl_c_as_the_temporary_file_is_created_leaks_neither_file_nor_descriptor(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(CTRL_C_RIGHT_AFTER_THE_TEMPORARY_IS_CREATED),
+         str(tmp_path)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["interrupted", "[] 0"], out.stdout
+
+
+# ------------------------------------------------- save() writes only what loads
+
+
+def set_option(key, value):
+    return lambda opt: opt.param_groups[0].__setitem__(key, value)
+
+
+@pytest.mark.parametrize("change, error, message", [
+    (set_option("lr", -5), ValueError, r"param_groups\[0\]: lr must be"),
+    (set_option("lr", float("nan")), ValueError, r"param_groups\[0\]: lr must be"),
+    (set_option("betas", (0.9,)), ValueError, r"param_groups\[0\]: betas must be a pair"),
+    (set_option("convention", "bogus"), ValueError, r"param_groups\[0\]: convention must be"),
+    (set_option("eps", object()), TypeError, r"param_groups\[0\]: eps must be a real number"),
+    (set_option("params", (np.ones(3), np.ones(3))), ValueError,
+     r"param_groups\[0\]: params .*changed"),
+    (lambda opt: opt.param_groups[0].pop("params"), ValueError,
+     r"param_groups\[0\] lacks \['params'\]"),
+    (lambda opt: opt.param_groups[0].pop("eps"), ValueError, r"param_groups\[0\] lacks \['eps'\]"),
+    (lambda opt: opt.param_groups.append({**opt.param_groups[0], "params": ()}), ValueError,
+     "1 parameter group"),
+])
+def test_save_refuses_groups_its_loader_would_refuse(tmp_path, change, error, message):
+    _, opt = small_optimizer()
+    path = tmp_path / "run.npz"
+    opt.save(path)
+    before = path.read_bytes()
+    change(opt)
+    with pytest.raises(error, match=message):
+        opt.save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["run.npz"]
+
+
+def test_saved_options_are_plain_numbers_in_strict_json(tmp_path):
+    _, opt = small_optimizer()
+    opt.param_groups[0]["lr"] = np.float32(0.25)
+    opt.param_groups[0]["betas"] = [np.float64(0.5), 0.75]
+    opt.save(tmp_path / "run.npz")
+    with np.load(tmp_path / "run.npz") as f:
+        meta = json.loads(str(f["meta"]), parse_constant=lambda c: pytest.fail(c))
+    group = meta["param_groups"][0]
+    assert (group["lr"], group["betas"]) == (0.25, [0.5, 0.75])
+    opt2 = Adamax.load(tmp_path / "run.npz", {"w": np.zeros(3)})
+    assert opt2.param_groups[0]["lr"] == 0.25 and opt2.param_groups[0]["betas"] == (0.5, 0.75)
+
+
+# ------------------------------------------------- values no run makes, or no int
+
+
+def rewrite_array(path, key, change):
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays[key] = change(arrays[key].copy())
+    out = path.with_name("changed.npz")
+    np.savez(out, **arrays)
+    return out
+
+
+def set_meta(key, value, group=None):
+    def change(meta):
+        (meta if group is None else meta["param_groups"][group])[key] = value
+    return change
+
+
+@pytest.mark.parametrize("change, message", [
+    (set_meta("version", 1.0), "checkpoint version 1.0"),
+    (set_meta("version", True), "checkpoint version True"),
+    (set_meta("size", True, group=0), "param_groups"),
+    (set_meta("size", 1.0, group=0), "param_groups"),
+])
+def test_metadata_numbers_that_are_not_ints_are_refused(saved, change, message):
+    params, opt = two_groups(seed=7)
+    before = snapshot(opt, params)
+    with pytest.raises(CheckpointError, match=message):
+        opt.load_state(rewrite_meta(saved, change))
+    assert_unchanged(opt, params, before)
+
+
+def negative_first(u):
+    u.reshape(-1)[0] = -1.0
+    return u
+
+
+def test_a_negative_u_is_refused(saved):
+    params, opt = two_groups(seed=7)
+    before = snapshot(opt, params)
+    with pytest.raises(CheckpointError, match="u holds negative values"):
+        opt.load_state(rewrite_array(saved, "u1", negative_first))
+    sd = opt.state_dict()
+    negative_first(sd["state"][0]["u"])
+    with pytest.raises(CheckpointError, match="w: u holds negative values"):
+        opt.load_state_dict(sd)
+    assert_unchanged(opt, params, before)
+
+
+def test_a_nan_m_after_a_nan_gradient_is_a_legal_state_and_loads(tmp_path):
+    w = np.ones(3)
+    opt = Adamax({"w": w}, nonfinite="propagate")
+    opt.step({"w": np.array([np.nan, 0.1, 0.1])})
+    assert np.isnan(opt.state_dict()["state"][0]["m"][0])
+    opt.save(tmp_path / "run.npz")
+    opt2 = Adamax.load(tmp_path / "run.npz", {"w": np.zeros(3)})
+    assert np.isnan(opt2.state_dict()["state"][0]["m"][0]) and opt2.steps == {"w": 1}

@@ -202,3 +202,149 @@ def test_a_signal_handler_that_saves_sees_whole_steps():
     count, bad = map(int, run_script(SNAPSHOT_FROM_A_SIGNAL_HANDLER, timeout=300).split())
     assert bad == 0, f"{bad} of {count} snapshots taken by a signal handler were torn"
     assert count >= 20
+
+
+RAISING_HANDLERS_DURING_STEPS = """
+    import os, signal, threading, time
+    import numpy as np
+    from adamax_cy import Adamax
+
+    class Boom(Exception):
+        pass
+
+    armed = [False]
+    def raising(signum, frame):
+        if armed[0]:
+            armed[0] = False
+            raise Boom
+    def quiet(signum, frame):
+        pass
+    # Handlers on signals numbered below and above the raising one, so that it
+    # can fire while the others are being swapped in either direction.
+    handlers = {signal.SIGHUP: quiet, signal.SIGINT: signal.default_int_handler,
+                signal.SIGUSR1: raising, signal.SIGUSR2: quiet, signal.SIGTERM: quiet,
+                signal.SIGALRM: quiet}
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler)
+    stop = threading.Event()
+    def pester():
+        while not stop.is_set():
+            os.kill(os.getpid(), signal.SIGUSR1)
+            time.sleep(0.0001)
+    threading.Thread(target=pester, daemon=True).start()
+    opt = Adamax([np.ones(10)])
+    grads = [np.full(10, 0.1)]
+    wrong, booms = {}, 0
+    for i in range(60_000):
+        try:
+            armed[0] = True
+            opt.step(grads)
+        except Boom:
+            booms += 1
+        armed[0] = False
+        wrong = {signal.Signals(s).name: repr(signal.getsignal(s)) for s, h in handlers.items()
+                 if signal.getsignal(s) is not h}
+        if wrong:
+            break
+    stop.set()
+    print(i, booms, wrong)
+"""
+
+
+def test_a_raising_signal_handler_never_leaves_other_handlers_replaced():
+    """A handler that raises (a SIGTERM handler calling sys.exit, say) fires
+    while a step swaps the handlers in or back: every handler is the
+    original one after each step, Ctrl-C's included."""
+    out = run_script(RAISING_HANDLERS_DURING_STEPS, timeout=600).strip().split(maxsplit=2)
+    assert out[2] == "{}", f"after {out[0]} steps, handlers left replaced: {out[2]}"
+    assert int(out[1]) > 0, "the raising handler never fired inside a step"
+
+
+EVERY_RECORDED_SIGNAL_IS_REPLAYED = """
+    import os, signal
+    from adamax_cy._interrupts import deferred_signals
+
+    seen = []
+    def boom(signum, frame):
+        seen.append("USR1")
+        raise RuntimeError("boom")
+    signal.signal(signal.SIGUSR1, boom)
+    signal.signal(signal.SIGUSR2, lambda signum, frame: seen.append("USR2"))
+    try:
+        with deferred_signals():
+            os.kill(os.getpid(), signal.SIGUSR1)
+            os.kill(os.getpid(), signal.SIGUSR2)
+            for _ in range(1000):
+                pass
+    except RuntimeError as e:
+        print(e, seen)
+"""
+
+
+def test_every_recorded_signal_is_handled_when_one_handler_raises():
+    assert run_script(EVERY_RECORDED_SIGNAL_IS_REPLAYED).strip() == "boom ['USR1', 'USR2']"
+
+
+STEPS_FROM_TWO_THREADS = """
+    import threading
+    import numpy as np
+    from adamax_cy import Adamax
+
+    # A step held open (its lr schedule waits) while another thread steps.
+    started, release = threading.Event(), threading.Event()
+    def schedule(t):
+        if threading.current_thread() is not threading.main_thread():
+            started.set()
+            release.wait(60)
+        return 0.001
+    w = np.ones(4)
+    opt = Adamax([w], lr=schedule)
+    worker = threading.Thread(target=opt.step, args=([np.full(4, 0.1)],))
+    worker.start()
+    started.wait(60)
+    try:
+        opt.step([np.full(4, 0.1)])
+        print("both stepped")
+    except RuntimeError as e:
+        print(e)
+    finally:
+        release.set()
+        worker.join(60)
+    print(opt.steps["params[0]"])
+
+    # Racing steps: the state is that of as many whole steps as succeeded.
+    N = 1 << 20
+    g = np.linspace(-1, 1, N)
+    bad = 0
+    for trial in range(5):
+        w = np.ones(N)
+        opt = Adamax([w], lr=0.01, num_threads=1)
+        barrier = threading.Barrier(2)
+        done = []
+        def go():
+            barrier.wait()
+            try:
+                opt.step([g])
+                done.append(1)
+            except RuntimeError:
+                pass
+        threads = [threading.Thread(target=go) for _ in range(2)]
+        [t.start() for t in threads]
+        [t.join(60) for t in threads]
+        ref_w = np.ones(N)
+        ref = Adamax([ref_w], lr=0.01, num_threads=1)
+        for _ in done:
+            ref.step([g])
+        bad += not (np.array_equal(w, ref_w) and opt.steps == ref.steps)
+    print(bad)
+"""
+
+
+def test_a_step_from_a_second_thread_meanwhile_is_refused():
+    """Two threads stepping one optimizer at once would both take the same
+    step count: the second is refused with a RuntimeError, and the state is
+    always that of whole steps."""
+    message, steps, bad = run_script(STEPS_FROM_TWO_THREADS, timeout=300).strip().split("\n")
+    assert message.startswith("another thread is stepping this optimizer"), message
+    assert steps == "1"
+    assert bad == "0", f"{bad} of 5 racing pairs of steps left a state of no whole steps"
