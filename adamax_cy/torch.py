@@ -13,24 +13,21 @@ Importing this module imports torch; nothing else in :mod:`adamax_cy` does.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
-from torch.optim.adamax import adamax as torch_adamax
 
-from ._defaults import BETA1, BETA2, EPS, LR, MAX_STEP
+from ._defaults import BETA1, BETA2, EPS, LR
 from . import _tensor_table
+from ._torch_general import _GeneralStep
+from ._torch_tensors import (
+    SUPPORTED_DTYPES, _check_disjoint, _check_tensor, _for_table, _grad_tensor, _scalar_dtype,
+    _step_count,
+)
 from ._validation import check_betas, check_convention, check_num_threads, check_options
-from .api import adamax_step_many
 
 __all__ = ["Adamax"]
 
-#: The dtypes of the table (the path of plain contiguous parameters).
-SUPPORTED_DTYPES = (torch.float32, torch.float64)
-#: The dtypes the compiled kernel computes (complex ones as their real views).
-KERNEL_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
-_KERNEL_DTYPE_SET = frozenset(KERNEL_DTYPES)
 
 #: The keyword arguments of ``torch.optim.Adamax`` that select how torch
 #: computes the step, with torch's defaults (restored on unpickling).
@@ -39,11 +36,6 @@ TORCH_ONLY_OPTIONS = {"foreach": None, "differentiable": False, "capturable": Fa
 
 class _NotForTable(Exception):
     """A parameter the group's compiled table does not take: the group takes the general path."""
-
-
-def _scalar_dtype() -> torch.dtype:
-    # Where torch.optim keeps its step counters (float64 under a float64 default dtype).
-    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
 
 class _GroupPlan:
@@ -417,7 +409,8 @@ class Adamax(torch.optim.Optimizer):
         """
         self._plans.pop(i, None)
         where = f"param_groups[{i}]"
-        work = _GeneralStep(group, self.convention, self.num_threads, where)
+        options = None if _torch_flags(group) else _group_options(group, self.convention, f"{where}: ")
+        work = _GeneralStep(group, options, self.convention, self.num_threads, where)
         simple = True
         state_of = self.state
         for j, p in enumerate(group["params"]):
@@ -484,14 +477,6 @@ class Adamax(torch.optim.Optimizer):
         self._new_states.clear()
 
 
-def _step_count(value: float, where: str) -> None:
-    """A step counter the kernel can advance: a whole number from 0 to MAX_STEP - 2."""
-    if not (math.isfinite(value) and value == int(value) and 0 <= value < MAX_STEP - 1):
-        raise ValueError(
-            f"{where}: state['step'] must be a whole number from 0 to 2**63 - 2 before a step, "
-            f"got {value}"
-        )
-
 
 #: torch.optim.Adamax's range checks, in its order: its words, then ours.
 _TORCH_CHECKS = (
@@ -555,31 +540,11 @@ def _group_options(group: dict[str, Any], convention: str, where: str) -> dict[s
         raise
 
 
-def _check_tensor(t: torch.Tensor, name: str, where: str, written: bool = True) -> None:
-    if written and t.is_inference():
-        raise ValueError(
-            f"{where}: {name} is an inference tensor (made under torch.inference_mode()), "
-            "which cannot be updated in place outside inference mode"
-        )
-
 
 def _torch_flags(group: dict[str, Any]) -> bool:
     """Whether the group asks for what only torch's implementation does."""
     return bool(group.get("differentiable", False) or group.get("capturable", False))
 
-
-def _is_plain(t: Any) -> bool:
-    return type(t) is torch.nn.Parameter or type(t) is torch.Tensor
-
-
-def _is_plain_cpu(t: Any) -> bool:
-    return _is_plain(t) and t.device.type == "cpu" and t.layout is torch.strided
-
-
-def _for_table(t: Any) -> bool:
-    """Whether the table takes tensor ``t`` (a parameter or a state tensor) as it is."""
-    return (_is_plain_cpu(t) and t.dtype in SUPPORTED_DTYPES and t.is_contiguous()
-            and not t.is_conj() and not t.is_neg())
 
 
 def _new_entry(plan: _GroupPlan, j: int, p: torch.Tensor, state: dict[str, Any], where: str) -> None:
@@ -619,223 +584,3 @@ def _new_entry(plan: _GroupPlan, j: int, p: torch.Tensor, state: dict[str, Any],
     keep = (p.detach(), *(t.detach().numpy() for t in (exp_avg, exp_inf, step)))
     plan.table.set_entry(j, p, state, exp_avg, exp_inf, step, exp_avg.data_ptr(),
                          exp_inf.data_ptr(), step.data_ptr(), step.dtype == torch.float64, keep)
-
-
-def _check_disjoint(written: Sequence[tuple[torch.Tensor, ...]], where: str,
-                    labels: Sequence[str] | None = None) -> None:
-    """No written tensor overlaps another (a shared parameter, say).
-
-    ``written`` holds dense tensors ``(param, exp_avg, exp_inf)``, labelled
-    by ``labels`` (in the error message) when given.
-    """
-    spans = sorted(
-        (t.data_ptr(), t.data_ptr() + t.numel() * t.element_size(), j, name)
-        for j, tensors in enumerate(written)
-        for name, t in zip(("parameter", "exp_avg", "exp_inf"), tensors)
-        if t.numel()
-    )
-    for (_, end, j, name), (start, _, k, other) in zip(spans, spans[1:]):
-        if start < end:
-            if labels is not None:
-                raise ValueError(
-                    f"{labels[j]} and {labels[k]}: {_article(name)} {name} and {_article(other)} "
-                    f"{other} share memory (one tensor in two parameter groups, or views of one "
-                    "tensor); an in-place update would corrupt them"
-                )
-            raise ValueError(
-                f"{where}: {_article(name)} {name} and {_article(other)} {other} share memory (a parameter listed twice, or "
-                "views of one tensor); an in-place update would corrupt them"
-            )
-
-
-def _article(noun: str) -> str:
-    return "an" if noun[0] in "aeiou" else "a"
-
-
-def _grad_tensor(g: torch.Tensor, p: torch.Tensor, where: str) -> torch.Tensor:
-    """A contiguous copy of a gradient the kernel cannot read as it is, or a clear error."""
-    if g.layout is not torch.strided:
-        raise RuntimeError(f"{where}: Adamax does not support sparse gradients (the gradient is {g.layout})")
-    if g.shape != p.shape or g.dtype != p.dtype or g.device != p.device:
-        raise ValueError(f"{where}: the gradient does not match the parameter's shape, dtype and device")
-    return g.detach().resolve_neg().resolve_conj().contiguous()
-
-
-_DTENSOR: list[type | None] = []
-
-
-def _dtensor_type() -> type | None:
-    """``torch.distributed.tensor.DTensor``, or None where torch has no distributed package."""
-    if not _DTENSOR:
-        try:
-            from torch.distributed.tensor import DTensor as dtensor
-        except ImportError:  # pragma: no cover - torch built without distributed
-            _DTENSOR.append(None)
-        else:
-            _DTENSOR.append(dtensor)
-    return _DTENSOR[0]
-
-
-def _dense_layout(t: torch.Tensor) -> bool:
-    """Whether ``t``'s elements fill its memory from ``data_ptr()`` on: no gap, no overlap."""
-    expected = 1
-    for stride, size in sorted((st, s) for s, st in zip(t.shape, t.stride()) if s != 1):
-        if stride != expected:
-            return False
-        expected *= size
-    return True
-
-
-def _same_layout(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Whether ``a`` and ``b`` (of one shape) lay out their elements alike."""
-    sa, sb = a.stride(), b.stride()
-    return sa == sb or all(x == y for x, y, s in zip(sa, sb, b.shape) if s != 1)
-
-
-def _flat(t: torch.Tensor, n: int) -> Any:
-    """A 1-D NumPy view of a dense real tensor of ``n`` elements, in storage order."""
-    return t.detach().as_strided((n,), (1,)).numpy()
-
-
-class _GeneralStep:
-    """One step of a group on the general path.
-
-    Each parameter with a gradient is routed: to the compiled kernel through
-    flat views in storage order (its local shard for a ``DTensor``), or to
-    torch's implementation. :meth:`add` checks and routes, :meth:`finish`
-    checks the group, :meth:`run` writes.
-    """
-
-    def __init__(self, group: dict[str, Any], convention: str, num_threads: int | None,
-                 where: str) -> None:
-        self.group = group
-        self.convention = convention
-        self.num_threads = num_threads
-        self.where = where
-        self.options = None if _torch_flags(group) else _group_options(group, convention, f"{where}: ")
-        self.kernel: dict[int, tuple[list[Any], list[Any], list[Any], list[Any]]] = {}
-        self.steps: list[torch.Tensor] = []
-        self.written: list[tuple[torch.Tensor, ...]] = []  # by the kernel
-        self.indices: list[int] = []  # of the parameters in written
-        self.torch_lists: tuple[list[torch.Tensor], ...] = ([], [], [], [], [])
-
-    def add(self, j: int, p: torch.Tensor, g: torch.Tensor, state: dict[str, Any]) -> bool:
-        """Route parameter ``j``, ``p``; whether the table would take it (and its state) as it is."""
-        views = None
-        if self.options is not None and p.dtype in _KERNEL_DTYPE_SET and p.is_cpu:
-            views = self._local(p, g, state["exp_avg"], state["exp_inf"])
-        if views is None:
-            where = f"{self.where}['params'][{j}]"
-            if g.shape != p.shape:
-                raise ValueError(f"{where}: the gradient does not match the parameter's shape")
-            for name in ("exp_avg", "exp_inf"):
-                t = state[name]
-                if not isinstance(t, torch.Tensor) or t.shape != p.shape or t.dtype != p.dtype:
-                    raise ValueError(f"{where}: state[{name!r}] does not match the parameter's shape and dtype")
-            if self.convention != "torch":
-                raise ValueError(
-                    f"{self.where}['params'][{j}]: this parameter ({p.dtype} on {p.device}) is "
-                    "stepped by torch's implementation, which computes convention='torch' only"
-                )
-            params, grads, exp_avgs, exp_infs, steps = self.torch_lists
-            params.append(p)
-            grads.append(g)
-            exp_avgs.append(state["exp_avg"])
-            exp_infs.append(state["exp_inf"])
-            steps.append(state["step"])
-            return False
-        exp_avg, exp_inf, step = state["exp_avg"], state["exp_inf"], state["step"]
-        if p.is_inference() or exp_avg.is_inference() or exp_inf.is_inference():
-            where = f"{self.where}['params'][{j}]"
-            _check_tensor(p, "the parameter", where)
-            _check_tensor(exp_avg, "state['exp_avg']", where)
-            _check_tensor(exp_inf, "state['exp_inf']", where)
-        if not (type(step) is torch.Tensor and step.is_cpu and step.dtype in SUPPORTED_DTYPES
-                and step.numel() == 1 and step.layout is torch.strided and not step.is_inference()):
-            step = state["step"] = torch.tensor(float(step), dtype=_scalar_dtype())
-        value = step.item()
-        if not (math.isfinite(value) and value == int(value) and 0 <= value < MAX_STEP - 1):
-            _step_count(value, f"{self.where}['params'][{j}]")  # raises
-        lp, lg, lm, lu = views
-        self.steps.append(step)
-        self.written.append((lp, lm, lu))
-        self.indices.append(j)
-        n = lp.numel()
-        if n:
-            real: tuple[torch.Tensor, ...] = views
-            if lp.is_complex():
-                real = tuple(torch.view_as_real(a.detach()) for a in views)
-                n *= 2
-            for out, a in zip(self.kernel.setdefault(int(value) + 1, ([], [], [], [])), real):
-                out.append(_flat(a, n))
-        return _for_table(p) and _for_table(exp_avg) and _for_table(exp_inf)
-
-    @staticmethod
-    def _local(p: Any, g: Any, exp_avg: Any, exp_inf: Any
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
-        """``(param, grad, exp_avg, exp_inf)`` as the kernel reads them, or None for torch's path.
-
-        The local tensors of a ``DTensor`` parameter (its gradient and state
-        of the same mesh and placements); the gradient as a copy in the
-        parameter's layout when it is laid out otherwise.
-        """
-        tensors: tuple[Any, ...] = (p, g, exp_avg, exp_inf)
-        if not _is_plain(p):
-            dtensor = _dtensor_type()
-            if dtensor is None or not all(isinstance(t, dtensor) for t in tensors):
-                return None
-            if not all(t.device_mesh == p.device_mesh and t.placements == p.placements for t in tensors):
-                return None
-            with torch.no_grad():
-                tensors = tuple(t.to_local().detach() for t in tensors)
-            p, g, exp_avg, exp_inf = tensors
-        if not (_is_plain(p) and p.is_cpu and p.layout is torch.strided
-                and p.dtype in _KERNEL_DTYPE_SET and (p.is_contiguous() or _dense_layout(p))):
-            return None
-        dtype, shape = p.dtype, p.shape
-        for t in tensors:
-            if not (_is_plain(t) and t.is_cpu and t.layout is torch.strided
-                    and t.dtype == dtype and t.shape == shape):
-                return None
-        for t in (p, exp_avg, exp_inf):
-            if t.is_conj() or t.is_neg() or not _same_layout(t, p):
-                return None
-        if g.is_conj() or g.is_neg() or not _same_layout(g, p):
-            g = torch.empty_like(p, memory_format=torch.preserve_format).copy_(g.detach())
-        return p, g, exp_avg, exp_inf
-
-    def finish(self) -> _GeneralStep | None:
-        """Check that no written tensor overlaps another; self, or None with nothing to do."""
-        if not self.steps and not self.torch_lists[0]:
-            return None
-        _check_disjoint(self.written, self.where)
-        return self
-
-    def run(self) -> list[torch.Tensor]:
-        """Update the parameters; the tensors the kernel wrote (for autograd's version counters)."""
-        o = self.options
-        if o is not None:
-            for t, (ps, gs, ms, us) in self.kernel.items():
-                adamax_step_many(
-                    ps, gs, ms, us, t, o["lr"], o["beta1"], o["beta2"], o["eps"],
-                    weight_decay=o["weight_decay"], maximize=o["maximize"],
-                    convention=self.convention, num_threads=self.num_threads,
-                )
-            if self.steps:
-                torch._foreach_add_(self.steps, 1)
-        params, grads, exp_avgs, exp_infs, steps = self.torch_lists
-        if params:
-            group = self.group
-            beta1, beta2 = group["betas"]
-            has_complex = any(p.is_complex() for p in params)
-            differentiable = group.get("differentiable", False)
-            with torch.set_grad_enabled(bool(differentiable)):
-                torch_adamax(
-                    params, grads, exp_avgs, exp_infs, steps, eps=group["eps"], beta1=beta1,
-                    beta2=beta2, lr=group["lr"], weight_decay=group["weight_decay"],
-                    foreach=group.get("foreach"),
-                    maximize=group["maximize"], differentiable=differentiable,
-                    capturable=group.get("capturable", False), has_complex=has_complex,
-                )
-        return [ts[0] for ts in self.written]
-

@@ -70,3 +70,57 @@ def test_dropping_arrays_from_the_lists_during_adamax_step_many(how):
     """
     out = run(code)
     assert out.returncode == 0 and out.stdout.strip() == "ok", describe(out)
+
+
+# What another thread may change while adamax_cy.torch.Adamax.step runs: the
+# gradient (dropped by the parameter, still held by the caller), the
+# parameter's .data, its state or state entries, the group's parameter list.
+# The step holds everything it reads and writes until its compiled call ends.
+# (A gradient dropped while nobody else holds it is not probed: torch itself
+# can free such a gradient under a thread that still holds a view of it.)
+MUTATIONS = {
+    "grad": "p.grad = None",
+    "data": "p.data = torch.zeros({BIG}, dtype=torch.float64)",
+    "state": ("opt.state[p] = {{'step': torch.tensor(0.0), "
+              "'exp_avg': torch.zeros({BIG}, dtype=torch.float64), "
+              "'exp_inf': torch.zeros({BIG}, dtype=torch.float64)}}"),
+    "entries": ("opt.state[p]['exp_avg'] = torch.zeros({BIG}, dtype=torch.float64); "
+                "opt.state[p]['exp_inf'] = torch.zeros({BIG}, dtype=torch.float64)"),
+    "clear": "opt.param_groups[0]['params'].clear()",
+}
+
+
+@pytest.mark.parametrize("how", sorted(MUTATIONS))
+def test_changing_the_optimizer_from_another_thread_during_a_torch_step(how):
+    pytest.importorskip("torch")
+    mutation = MUTATIONS[how].format(BIG=BIG)
+    code = f"""
+    import threading, time
+    import torch
+    from adamax_cy.torch import Adamax
+
+    p = torch.nn.Parameter(torch.ones({BIG}, dtype=torch.float64))
+    opt = Adamax([p], lr=0.002, num_threads=2)
+    p.grad = torch.ones({BIG}, dtype=torch.float64)
+    opt.step()  # the table now knows the parameter
+    for attempt in range(8):
+        p.data = torch.ones({BIG}, dtype=torch.float64)
+        g = p.grad = torch.ones({BIG}, dtype=torch.float64)
+        def mutate():
+            time.sleep(0.001 + 0.002 * (attempt % 4))
+            {mutation}
+            torch.ones({BIG}, dtype=torch.float64).sum()  # reuse the memory
+        thread = threading.Thread(target=mutate)
+        thread.start()
+        try:
+            opt.step()
+        except RuntimeError as e:  # the parameters changed before the checks ended
+            assert "changed during the step" in str(e) or "removed during" in str(e), e
+        thread.join()
+        opt.param_groups[0]["params"][:] = [p]
+        assert torch.isfinite(p.detach()).all()
+        assert (g == 1).all()  # a gradient is never written
+    print("ok")
+    """
+    out = run(code)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", describe(out)

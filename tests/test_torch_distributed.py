@@ -223,7 +223,7 @@ def _fsdp2_worker(rank, world_size, store, out):
             assert all(isinstance(p, DTensor) for p in model.parameters())
             opt = cls(model.parameters(), **SHARDED_OPTIONS)
             # Ours steps the local shards in the kernel: torch's implementation never runs.
-            forbid = unittest.mock.patch("adamax_cy.torch.torch_adamax",
+            forbid = unittest.mock.patch("adamax_cy._torch_general.torch_adamax",
                                          side_effect=AssertionError("torch's implementation ran"))
             with forbid if name == "ours" else contextlib.nullcontext():
                 for x, y in _sharded_batches(rank):

@@ -46,9 +46,9 @@ def one_torch_thread():
 def route(path):
     """Fail if the step takes another path than ``path`` ("kernel" or "torch")."""
     if path == "kernel":
-        target = "adamax_cy.torch.torch_adamax"
+        target = "adamax_cy._torch_general.torch_adamax"
     else:
-        target = "adamax_cy.torch.adamax_step_many"
+        target = "adamax_cy._torch_general.adamax_step_many"
     with unittest.mock.patch(target, side_effect=AssertionError(f"not the {path} path"), create=True):
         yield
 
