@@ -176,8 +176,17 @@ class Adamax(torch.optim.Optimizer):
     to torch's without weight decay; with ``weight_decay`` it can differ by
     up to one ulp of ``|grad| + weight_decay * |param|`` (torch may fuse the
     product and the sum of ``grad + weight_decay * param`` into one
-    operation; the kernel rounds the product first). ``exp_avg`` and the parameter agree with torch's to within a few
-    ulp per step. Step counters must be whole numbers below 2**63 - 1; the
+    operation; the kernel rounds the product first). ``exp_avg`` is
+    computed as ``beta1 * m + (1 - beta1) * g`` where torch computes
+    ``m + (g - m) * (1 - beta1)`` (``lerp``): equal in exact arithmetic,
+    they differ by up to 2 ulp of the largest term, ``beta1 * |m|`` or
+    ``(1 - beta1) * |g|``, which after cancellation can be many ulp of
+    ``exp_avg`` itself; the parameter follows within the same bound. With
+    ``eps=0``, an element whose ``exp_avg`` and ``exp_inf`` are both 0 keeps
+    its parameter where torch gives NaN (0/0). A learning rate whose
+    precision is narrower than the parameters' (a float32 tensor ``lr`` on
+    float64 parameters, say) sends the group to torch's implementation,
+    which divides it by the bias correction in that precision. Step counters must be whole numbers below 2**63 - 1; the
     storage of the state tensors on the table path cannot be resized
     (``resize_``) while the optimizer holds them. Within a group, parameters
     whose step counts differ (one that had no gradient at some step) take
@@ -193,6 +202,15 @@ class Adamax(torch.optim.Optimizer):
     not (assign a new tensor to the state entry instead). Until that next
     step the optimizer still holds the replaced state tensors and parameter
     memory; it never holds a gradient.
+
+    Threads: the tensors a step reads and writes are held for the whole
+    compiled call, so another thread may replace ``.data``, ``.grad``, a
+    state entry or a group's list during a step without harm to memory.
+    One exception belongs to torch 2.13 itself: ``p.grad = None`` from
+    another thread while nothing else holds that gradient can free its
+    memory under any reader, ``torch.optim.Adamax`` included (a script
+    that uses torch alone shows it); keep a reference to the gradient, or
+    do not drop gradients while a step runs.
 
     Examples
     --------
@@ -519,6 +537,9 @@ def _group_options(group: dict[str, Any], convention: str, where: str) -> dict[s
     """
     lr, betas = group["lr"], group["betas"]
     torch_accepts = _torch_checks(lr, betas, group["eps"], group["weight_decay"], where)
+    if torch_accepts and convention == "torch" and _lr_bits(lr) < max(
+            (_real_bits(p.dtype) for p in group.get("params", ())), default=0):
+        return None  # torch computes lr / (1 - beta1**t) in lr's narrower precision
     if isinstance(lr, torch.Tensor):
         lr = lr.item()
     beta1, beta2 = check_betas(betas, where)
@@ -539,6 +560,25 @@ def _group_options(group: dict[str, Any], convention: str, where: str) -> dict[s
             return None
         raise
 
+
+
+def _real_bits(dtype: torch.dtype) -> int:
+    """The precision of a parameter's real numbers, in bits of storage."""
+    return (dtype.to_real() if dtype.is_complex else dtype).itemsize * 8
+
+
+def _lr_bits(lr: Any) -> int:
+    """The precision in which torch divides ``lr`` by the bias correction.
+
+    A Python number is divided in double; a tensor in its own dtype (an
+    integer tensor in torch's default dtype); a NumPy scalar in its own.
+    """
+    if isinstance(lr, torch.Tensor):
+        return _real_bits(lr.dtype if lr.is_floating_point() or lr.is_complex() else torch.get_default_dtype())
+    itemsize = getattr(getattr(lr, "dtype", None), "itemsize", None)
+    if isinstance(itemsize, int) and getattr(lr.dtype, "kind", "") == "f":
+        return itemsize * 8
+    return 64
 
 
 def _torch_flags(group: dict[str, Any]) -> bool:

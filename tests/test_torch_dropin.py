@@ -17,6 +17,7 @@ import copy
 import unittest.mock
 import warnings
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -532,3 +533,28 @@ def test_one_tensor_in_two_groups_on_torch_implementation_is_stepped_as_torch_st
     assert torch.equal(p_ref, p_ours) and float(s_ours["step"]) == 4
     for key in s_ref:
         assert torch.equal(s_ref[key], s_ours[key])
+
+
+@pytest.mark.parametrize(
+    ("lr", "dtype"),
+    [
+        (torch.tensor(0.01), torch.float64),
+        (np.float32(0.01), torch.float64),
+        (torch.tensor(1), torch.float64),
+        (torch.tensor(0.01, dtype=torch.float16), torch.float32),
+        (torch.tensor(0.01), torch.complex128),
+    ],
+    ids=["f32-tensor-f64", "np-f32-f64", "int-tensor-f64", "f16-tensor-f32", "f32-tensor-c128"],
+)
+def test_a_learning_rate_narrower_than_the_parameters_gives_torchs_result(lr, dtype):
+    """torch divides lr by the bias correction in lr's own precision: so do we."""
+    torch.manual_seed(0)
+    start = torch.randn(50, dtype=dtype)
+    ours, theirs = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    opt_ours, opt_theirs = Adamax([ours], lr=lr), torch.optim.Adamax([theirs], lr=lr)
+    for _ in range(3):
+        g = torch.randn(50, dtype=dtype)
+        ours.grad, theirs.grad = g.clone(), g.clone()
+        opt_ours.step()
+        opt_theirs.step()
+    assert torch.equal(ours, theirs)
