@@ -756,9 +756,11 @@ def test_docstring_examples():
 
 
 def test_tensor_learning_rate_is_read_like_a_float():
+    # (A learning rate narrower than the parameters follows torch instead:
+    # test_torch_dropin.py.)
     a = torch.nn.Parameter(torch.randn(6, dtype=torch.float64))
     b = torch.nn.Parameter(a.detach().clone())
-    lr = torch.tensor(0.01)  # float32: its value is not the double 0.01
+    lr = torch.tensor(0.01, dtype=torch.float64)
     opt_a = Adamax([a], lr=lr)
     opt_b = Adamax([b], lr=lr.item())
     for _ in range(3):
