@@ -497,3 +497,50 @@ def test_the_harness_accepts_every_implementation_on_any_legal_input(data):
             mismatch, _, _ = run_fixed_cases(adapter, dtype, convention, fixed, True, tol)
             mismatch = mismatch or _run_case(adapter, case, convention, tol)
             assert mismatch is None, f"{name}:\n{mismatch.describe(convention)}"
+
+
+# --------------------------------------------- a failure that does not reproduce
+
+
+def _fixed_case_calls(dtype="float64"):
+    """How many steps the worked examples and edge cases take, so a fault can be put after them."""
+    calls = 0
+
+    def counting(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        return adamax_cy.adamax_step(*args, **kwargs)
+
+    mismatch, _, _ = run_fixed_cases(functional(counting), dtype, "spec", {}, True, TOLERANCES[dtype])
+    assert mismatch is None
+    return calls
+
+
+@pytest.mark.parametrize("fault", ["value", "raise"])
+def test_a_failure_that_does_not_reproduce_is_reported_not_raised(fault, seed):
+    """A step wrong only once (a data race, say) is not deterministic: hypothesis cannot
+    replay it. The verdict is DOES NOT CONFORM with the mismatch seen, and says that the
+    case conformed when run again; nothing is raised."""
+    at = _fixed_case_calls() + 3
+    calls = 0
+
+    def once(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        theta, m, u = adamax_cy.adamax_step(*args, **kwargs)
+        if calls == at:
+            if fault == "raise":
+                raise RuntimeError("a one-off failure")
+            theta = theta + 1.0
+        return theta, m, u
+
+    report = check_conformance(once, max_examples=30, seed=seed)
+    assert calls > at and not report.conforms
+    mm = report.mismatch
+    if fault == "raise":
+        assert mm.reason.startswith("raised") and "RuntimeError: a one-off failure" in mm.detail
+    else:
+        assert mm.formula == "θ"
+    text = str(report)
+    assert "verdict: DOES NOT CONFORM" in text and "did not reproduce" in text
+    assert json.loads(json.dumps(report.to_dict(), allow_nan=False))["conforms"] is False

@@ -202,3 +202,72 @@ def test_conform_help_shows_target_and_exec(tmp_path: Path) -> None:
     assert proc.returncode == 0
     for word in ("target", "--exec COMMAND", "--timeout", "--no-vectors", "--convention", "--max-examples"):
         assert word in proc.stdout
+
+
+# ------------------------------------------------- a Python peer, for the edge cases of the channel
+
+PEER = """
+import json, sys
+import numpy as np
+import adamax_cy
+
+def answer(q):
+    dt = q["dtype"]
+    a = lambda k: np.array([float.fromhex(x) for x in q[k]], dt)
+    h = lambda k: float.fromhex(q[k])
+    theta, m, u = adamax_cy.adamax_step(
+        a("param"), a("grad"), a("m"), a("u"), q["t"], h("lr"), h("beta1"), h("beta2"), h("eps"),
+        weight_decay=h("weight_decay"), decoupled_weight_decay=q["decoupled_weight_decay"],
+        maximize=q["maximize"], convention=q["convention"])
+    return [np.ravel(x).astype(float).tolist() for x in (theta, m, u)]
+
+n = 0
+for line in sys.stdin:
+    n += 1
+    q = json.loads(line)
+    theta, m, u = answer(q)
+    text = None
+{body}
+    if text is None:
+        text = json.dumps({{"id": q["id"], "param": [x.hex() for x in theta],
+                           "m": [x.hex() for x in m], "u": [x.hex() for x in u]}})
+    sys.stdout.write(text + "\\n")
+    sys.stdout.flush()
+"""
+
+
+def python_peer(tmp_path: Path, body: str = "") -> str:
+    """A peer running adamax_cy's kernel; ``body`` (indented 4) may set ``text``, the answer line."""
+    script = tmp_path / "peer.py"
+    script.write_text(PEER.format(body=body))
+    return shlex.join([sys.executable, str(script)])
+
+
+def _fixed_case_requests() -> int:
+    import adamax_cy
+    from adamax_cy.testing import TOLERANCES, functional
+    from adamax_cy.testing._harness import run_fixed_cases
+
+    calls = 0
+
+    def counting(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        return adamax_cy.adamax_step(*args, **kwargs)
+
+    assert run_fixed_cases(functional(counting), "float64", "spec", {}, True, TOLERANCES["float64"])[0] is None
+    return calls
+
+
+def test_a_wrong_answer_that_does_not_reproduce_is_a_verdict(capsys: pytest.CaptureFixture[str],
+                                                           tmp_path: Path) -> None:
+    """One wrong answer (a race in the peer) is DOES NOT CONFORM, exit 1, with no traceback."""
+    at = _fixed_case_requests() + 3
+    peer = python_peer(tmp_path, f"    if n == {at}:\n        theta = [x + 1.0 for x in theta]")
+    status = cli.main(["conform", "--exec", peer, "--no-vectors", "--seed", "2", "--timeout", "60",
+                       "--max-examples", "30"])
+    out, err = capsys.readouterr()
+    assert status == 1, out + err
+    assert "verdict: DOES NOT CONFORM" in out and "first wrong output: θ" in out
+    assert "did not reproduce" in out
+    assert "Traceback" not in out + err
