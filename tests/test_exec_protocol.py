@@ -271,3 +271,49 @@ def test_a_wrong_answer_that_does_not_reproduce_is_a_verdict(capsys: pytest.Capt
     assert "verdict: DOES NOT CONFORM" in out and "first wrong output: θ" in out
     assert "did not reproduce" in out
     assert "Traceback" not in out + err
+
+
+PRINTF = """    def num(x):
+        if x != x:
+            return "NaN"
+        if x in (float("inf"), float("-inf")):
+            return "Infinity" if x > 0 else "-Infinity"
+        return "%.17g" % x
+    text = json.dumps({"id": q["id"]})[:-1] + "".join(
+        ', "%s": [%s]' % (k, ",".join(map(num, v))) for k, v in (("param", theta), ("m", m), ("u", u))) + "}"
+"""
+
+
+def test_decimal_numbers_keep_the_sign_of_zero(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A correct peer printing with C's %.17g writes -0 for negative zero: it conforms
+    (the vectors and the edge cases have signed zeros)."""
+    peer = python_peer(tmp_path, PRINTF)
+    probe = subprocess.run(shlex.split(peer), input=json.dumps(_exec.request(
+        "1", "float64", "spec", 1, {"lr": 0.002, "beta1": 0.9, "beta2": 0.999, "eps": 0.0},
+        [-0.0], [0.0], [0.0], [0.0])) + "\n", capture_output=True, text=True, timeout=60, check=True)
+    assert '"param": [-0]' in probe.stdout  # the peer does write the bare -0
+    status = cli.main(["conform", "--exec", peer, "--seed", "2", "--timeout", "60", "--max-examples", "30"])
+    out, err = capsys.readouterr()
+    assert status == 0, out + err
+    assert "verdict: CONFORMS" in out
+
+
+@pytest.mark.parametrize("body, says", [
+    ('    if n == 2:\n        text = \'{"id": "%s", "param": [1%s%s], "m": %s, "u": %s}\' % (\n'
+     '            q["id"], "0" * 400, ", 0" * (len(theta) - 1), json.dumps(m), json.dumps(u))',
+     "is not a number"),
+    ('    if n == 2:\n        text = json.dumps({"id": q["id"], "param": ["0x1p+5000"] * len(theta), "m": m, "u": u})',
+     "is not a number"),
+    ('    if n == 2:\n        text = \'{"id": "%s", "param": %s%s}\' % (q["id"], "[" * 200000, "]" * 200000)',
+     "is not JSON"),
+    ('    if n == 2:\n        text = "[" * 200000 + "]" * 200000', "is not JSON"),
+])
+def test_unreadable_numbers_and_nesting_are_protocol_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                            body: str, says: str) -> None:
+    status = cli.main(["conform", "--exec", python_peer(tmp_path, body), "--seed", "2", "--timeout", "60",
+                       "--max-examples", "5"])
+    out, err = capsys.readouterr()
+    assert status == 2, out + err
+    assert "PROTOCOL ERROR" in err and says in err, err
+    assert "request 2" in err or "'2'" in err or "worked-example" in err
+    assert "CONFORMS" not in out
