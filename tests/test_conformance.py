@@ -33,6 +33,7 @@ from adamax_cy.testing import (
     in_place,
 )
 from adamax_cy.testing._cases import HYPERPARAMETERS, OPTIONS, RANGES
+from adamax_cy.testing._adapters import numpy_optimizer
 from adamax_cy.testing._harness import _run_case, run_fixed_cases
 
 ALL_OPTIONS = ("weight_decay", "decoupled_weight_decay", "maximize")
@@ -436,34 +437,10 @@ def test_an_infinite_first_moment_times_an_underflowed_step_size():
         assert _run_case(gives(wrong), case, "spec", tol).formula == "θ"
 
 
-# A NumPy adamax_cy.Adamax as an adapter: the state is loaded through its state dict.
-class NumpyAdamax(Adapter):
-    name = "adamax_cy.Adamax"
-
-    def __init__(self, convention):
-        self.convention = convention
-
-    def steps(self, case):
-        hyper = dict(case.hyperparameters)
-        param = case.param.copy()
-        opt = adamax_cy.Adamax(
-            [param], lr=hyper.pop("lr"), betas=(hyper.pop("beta1"), hyper.pop("beta2")),
-            eps=hyper.pop("eps"), convention=self.convention, **hyper,
-        )
-        if case.t > 1 or np.signbit(case.m).any() or np.signbit(case.u).any() or case.m.any() or case.u.any():
-            sd = opt.state_dict()
-            sd["state"][0] = {"step": case.t - 1, "m": case.m.copy(), "u": case.u.copy()}
-            opt.load_state_dict(sd)
-        for grad in case.grads:
-            opt.step([grad.copy()])
-            state = opt.state_dict()["state"][0]
-            yield param.copy(), state["m"], state["u"]
-
-
 IMPLEMENTATIONS = {
     "adamax_step": lambda convention, dtype: functional(adamax_cy.adamax_step, convention=convention),
     "adamax_step_inplace": lambda convention, dtype: in_place(adamax_cy.adamax_step_inplace, convention=convention),
-    "Adamax": lambda convention, dtype: NumpyAdamax(convention),
+    "Adamax": lambda convention, dtype: numpy_optimizer(adamax_cy.Adamax, convention=convention),
     "reference": lambda convention, dtype: functional(_reference_step(dtype), convention=convention),
 }
 
@@ -544,3 +521,50 @@ def test_a_failure_that_does_not_reproduce_is_reported_not_raised(fault, seed):
     text = str(report)
     assert "verdict: DOES NOT CONFORM" in text and "did not reproduce" in text
     assert json.loads(json.dumps(report.to_dict(), allow_nan=False))["conforms"] is False
+
+
+@pytest.mark.parametrize("options, says", [
+    ({"lr": float("nan")}, "lr"),
+    ({"lr": -1e-3}, "lr"),
+    ({"eps": -1.0}, "eps"),
+    ({"eps": float("inf")}, "eps"),
+    ({"beta1": 1.0}, "beta1"),
+    ({"beta2": -0.5}, "beta2"),
+    ({"weight_decay": -0.1}, "weight_decay"),
+    ({"maximize": 2}, "maximize"),
+    ({"decoupled_weight_decay": 1.0}, "decoupled_weight_decay"),
+    ({"lr": "0.1"}, "lr"),
+])
+def test_option_values_outside_their_legal_range_are_refused(options, says):
+    """An illegal value held fixed is the caller's mistake: refused before any step runs (a
+    permissive implementation would "conform", a validating one be judged wrong)."""
+    calls = []
+
+    def step(*args, **kwargs):
+        calls.append(1)
+        return adamax_cy.adamax_step(*args, **kwargs)
+
+    with pytest.raises(ValueError, match=says):
+        check_conformance(step, options=options, max_examples=5, seed=0)
+    assert calls == []
+
+
+@pytest.mark.parametrize("convention", ["spec", "torch"])
+def test_the_numpy_optimizer_class_is_checked_through_its_state_dict(convention, seed):
+    """A class that is not a torch optimizer, like adamax_cy.Adamax, is run through the NumPy
+    optimizer adapter; a wrong one is rejected."""
+    report = check_conformance(adamax_cy.Adamax if convention == "spec" else
+                               numpy_optimizer(adamax_cy.Adamax, convention="torch"),
+                               convention=convention, vary=ALL_OPTIONS, max_examples=30, seed=seed)
+    assert report.conforms, str(report)
+
+    class NoBiasCorrection(adamax_cy.Adamax):
+        def step(self, grads):
+            steps = list(self._steps)
+            self._steps = [0 for _ in steps]  # every step is the first: bias correction 1 - beta1
+            done = super().step(grads)
+            self._steps = [s + 1 for s in steps]
+            return done
+
+    report = check_conformance(NoBiasCorrection, max_examples=30, seed=seed)
+    assert not report.conforms and report.mismatch.formula == "θ"

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis.errors import Flaky
 
-from .. import _contract, reference
+from .. import _contract, _validation, reference
 from .._defaults import CONVENTIONS
 from ._adapters import Adapter, Triple, _adapter, _InputModified, functional, in_place  # noqa: F401
 from ._cases import (
@@ -183,6 +183,29 @@ def run_fixed_cases(
 
 
 
+_CHECKS = {"lr": _validation.non_negative, "beta1": _validation.beta, "beta2": _validation.beta,
+           "eps": _validation.non_negative, "weight_decay": _validation.non_negative,
+           "decoupled_weight_decay": _validation.flag, "maximize": _validation.flag}
+
+
+def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Options to hold fixed, checked as the library checks them; ``ValueError`` names a wrong one.
+
+    A value outside its legal range is the caller's mistake, not the
+    implementation's: judging a step on it would fault a step that refuses
+    it and pass one that does not.
+    """
+    fixed = dict(options)
+    for name, value in fixed.items():
+        if name not in HYPERPARAMETERS + OPTIONS:
+            raise ValueError(f"unknown option {name!r}; known: {HYPERPARAMETERS + OPTIONS}")
+        try:
+            _CHECKS[name](name, value, "option ")
+        except TypeError as err:
+            raise ValueError(str(err)) from None
+    return fixed
+
+
 def check_conformance(
     step_fn: Any,
     *,
@@ -253,7 +276,9 @@ def check_conformance(
     Raises
     ------
     ValueError
-        An unknown convention, dtype or option.
+        An unknown convention, dtype or option, or an option's value outside
+        its legal range (``lr``, ``eps`` and ``weight_decay`` finite and
+        >= 0, decay rates in [0, 1), the flags bools).
 
     Examples
     --------
@@ -273,10 +298,7 @@ def check_conformance(
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-    fixed = dict(options or {})
-    for name in fixed:
-        if name not in HYPERPARAMETERS + OPTIONS:
-            raise ValueError(f"unknown option {name!r}; known: {HYPERPARAMETERS + OPTIONS}")
+    fixed = check_options(options or {})
     vary = tuple(vary)
     for name in vary:
         if name not in OPTIONS or name in fixed:
