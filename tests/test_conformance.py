@@ -568,3 +568,18 @@ def test_the_numpy_optimizer_class_is_checked_through_its_state_dict(convention,
 
     report = check_conformance(NoBiasCorrection, max_examples=30, seed=seed)
     assert not report.conforms and report.mismatch.formula == "θ"
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_zero_over_zero_is_no_overflow_exemption(dtype):
+    """With eps = 0, m_t = 0 and u_t = 0 the specification keeps θ: the quotient 0/0 of an
+    evaluation order is NaN, not an overflow, so θ = NaN there is wrong."""
+    from adamax_cy import _contract
+
+    trace = reference.adamax_trace(1.0, 0.0, 0.0, 0.0, 1, eps=0.0, arithmetic=dtype)
+    assert trace.param_t == 1.0
+    before = tuple(np.array([x], dtype) for x in (1.0, 0.0, 0.0, 0.0))
+    breach = _contract.first_breach([trace], before, (np.array([np.nan], dtype), before[2], before[3]), 1,
+                                    {"eps": 0.0})
+    assert breach is not None and breach.output == "θ"
+
