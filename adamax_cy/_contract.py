@@ -23,7 +23,7 @@ For one element, with the reference computed in the dtype's arithmetic:
   * with a widened tolerance, the first-order effect of the tolerated
     differences in ``m_t`` and ``u_t``.
 - The overflow exemption: an element where one of those intermediates, or
-  the reference's ``θ_t``, overflows from finite non-zero operands has no ``θ``
+  the reference's ``θ_t``, overflows from finite operands has no ``θ``
   bound (the two orders may give inf or NaN where the other stays finite).
 - Non-finite results: where the reference's ``θ_t`` is NaN or infinite, the
   step's must be the same (NaN for NaN, the same infinity), except that an
@@ -208,11 +208,9 @@ def intermediates(trace: Any, t: int, hyper: Mapping[str, Any]) -> list[tuple[st
 
 
 def overflowed(trace: Any, t: int, hyper: Mapping[str, Any], dtype: Any, _inter: Optional[list[Any]] = None) -> bool:
-    """Whether an intermediate of an allowed order, or ``θ_t``, overflowed from finite non-zero operands."""
+    """Whether an intermediate of an allowed order, or ``θ_t``, overflowed from finite operands."""
     for _, value, operands, _ in _inter or intermediates(trace, t, hyper):
-        # Overflow needs finite non-zero operands: a division by zero (eps = 0) is exact in
-        # every order, and 0/0 is where the specification keeps θ.
-        if all(math.isfinite(o) and o != 0 for o in operands) and math.isinf(_rounded(value, dtype)):
+        if all(math.isfinite(o) for o in operands) and not math.isfinite(_rounded(value, dtype)):
             return True
     theta, update = float(trace.param_decayed), float(trace.update)
     return math.isfinite(theta) and math.isfinite(update) and not math.isfinite(float(trace.param_t))

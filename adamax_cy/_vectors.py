@@ -258,7 +258,8 @@ def param_abs(tr: Mapping[str, float], t: int, hyper: Mapping[str, Any], dtype: 
     """
     trace = SimpleNamespace(**tr)
     keywords = {"lr": float(hyper["lr"]), "beta1": float(hyper["beta1"])}
-    if _contract.overflowed(trace, t, keywords, dtype):
+    kept = tr["m_t"] == 0 and tr["denominator"] == 0  # eps = 0, nothing to learn: θ is kept
+    if not kept and _contract.overflowed(trace, t, keywords, dtype):
         return None
     if not math.isfinite(tr["param_t"]):
         return 0.0
@@ -608,26 +609,36 @@ def applicable(doc: Mapping[str, Any], dtype: str, convention: str, vary: Iterab
     return out
 
 
+def inputs(vector: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """A vector's arrays (``param``, ``grad``, ``m``, ``u``, of its dtype) and step keywords.
+
+    The keywords hold ``lr``, ``beta1``, ``beta2``, ``eps``, and the options
+    only where the vector uses them (so that an implementation without them
+    can be given the others).
+    """
+    dtype = vector["dtype"]
+    arrays = {k: np.array([decode(x) for x in vector[k]], dtype=dtype) for k in ("param", "grad", "m", "u")}
+    hyper: dict[str, Any] = {k: decode(vector[k]) for k in ("lr", "beta1", "beta2", "eps")}
+    if decode(vector["weight_decay"]) != 0 or vector["decoupled_weight_decay"]:
+        hyper["weight_decay"] = decode(vector["weight_decay"])
+        hyper["decoupled_weight_decay"] = vector["decoupled_weight_decay"]
+    if vector["maximize"]:
+        hyper["maximize"] = True
+    return arrays, hyper
+
+
 def run_on(adapter: Any, vectors: Iterable[Mapping[str, Any]]) -> tuple[int, Optional[dict[str, str]]]:
     """Run vectors through an :class:`adamax_cy.testing.Adapter`, one step each.
 
     Returns the number run and the first failure (``formula``, ``vector``,
     ``why``, ``detail``), or ``None``. Errors the adapter raises propagate.
     """
-    from .testing import Case  # needs hypothesis, like every adapter
+    from .testing._cases import vector_case  # needs hypothesis, like every adapter
 
     count = 0
     for v in vectors:
         dtype = v["dtype"]
-        arrays = {k: np.array([decode(x) for x in v[k]], dtype=dtype) for k in ("param", "grad", "m", "u")}
-        hyper = {k: decode(v[k]) for k in ("lr", "beta1", "beta2", "eps")}
-        if decode(v["weight_decay"]) != 0 or v["decoupled_weight_decay"]:
-            hyper["weight_decay"] = decode(v["weight_decay"])
-            hyper["decoupled_weight_decay"] = v["decoupled_weight_decay"]
-        if v["maximize"]:
-            hyper["maximize"] = True
-        case = Case(param=arrays["param"], m=arrays["m"], u=arrays["u"], t=v["t"], grads=(arrays["grad"],),
-                    hyperparameters=hyper, label=f"test vector {v['id']}")
+        case = vector_case(v)
         with np.errstate(all="ignore"):
             theta, m, u = next(iter(adapter.steps(case)))
         count += 1

@@ -59,7 +59,10 @@ def correct(param, grad, m, u, t, lr, beta1, beta2, eps):
     b1, w, b2, e, c = _coefficients(param, t, lr, beta1, beta2, eps)
     m = b1 * m + w * grad
     u = np.maximum(b2 * u, np.abs(grad))
-    return param - c * (m / (u + e)), m, u
+    d = u + e
+    with np.errstate(invalid="ignore"):
+        q = np.where((m == 0) & (d == 0), m - m, m / d)  # eps = 0 and nothing to learn: θ is kept
+    return param - c * q, m, u
 
 
 def eps_inside_max(param, grad, m, u, t, lr, beta1, beta2, eps):
@@ -197,7 +200,8 @@ def test_a_bug_only_generated_cases_reveal_is_shrunk(seed):
     def wrong_for_small_beta2(param, grad, m, u, t, lr, beta1, beta2, eps):
         return correct(param, grad, m, u, t, lr, beta1, max(beta2, 0.5), eps)
 
-    report = check_conformance(wrong_for_small_beta2, max_examples=200, seed=seed)
+    # The test vectors' seeded random ones may have beta2 < 0.5: left out, the search must find it.
+    report = check_conformance(wrong_for_small_beta2, max_examples=200, seed=seed, test_vectors=False)
     assert not report.conforms
     mm = report.mismatch
     assert mm.formula == "u"
@@ -499,19 +503,21 @@ def test_a_failure_that_does_not_reproduce_is_reported_not_raised(fault, seed):
     replay it. The verdict is DOES NOT CONFORM with the mismatch seen, and says that the
     case conformed when run again; nothing is raised."""
     at = _fixed_case_calls() + 3
-    calls = 0
+    calls, done = 0, False
 
     def once(*args, **kwargs):
-        nonlocal calls
+        nonlocal calls, done
         calls += 1
         theta, m, u = adamax_cy.adamax_step(*args, **kwargs)
-        if calls == at:
+        # Once, on a generated step whose θ is plainly wrong when moved by 1.
+        if calls >= at and not done and np.all(np.abs(theta) < 1e6):
+            done = True
             if fault == "raise":
                 raise RuntimeError("a one-off failure")
             theta = theta + 1.0
         return theta, m, u
 
-    report = check_conformance(once, max_examples=30, seed=seed)
+    report = check_conformance(once, max_examples=30, seed=seed, test_vectors=False)
     assert calls > at and not report.conforms
     mm = report.mismatch
     if fault == "raise":
@@ -570,16 +576,30 @@ def test_the_numpy_optimizer_class_is_checked_through_its_state_dict(convention,
     assert not report.conforms and report.mismatch.formula == "θ"
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_zero_over_zero_is_no_overflow_exemption(dtype):
-    """With eps = 0, m_t = 0 and u_t = 0 the specification keeps θ: the quotient 0/0 of an
-    evaluation order is NaN, not an overflow, so θ = NaN there is wrong."""
-    from adamax_cy import _contract
+def late_bias(param, grad, m, u, t, lr=0.002, beta1=0.9, beta2=0.999, eps=1e-8, **kw):
+    """Drops the bias correction once t is "large": wrong wherever 1 - beta1**t still differs from 1."""
+    if t > 1000:
+        lr = lr * (1.0 - beta1**t)
+    return adamax_cy.adamax_step(param, grad, m, u, t, lr, beta1, beta2, eps, **kw)
 
-    trace = reference.adamax_trace(1.0, 0.0, 0.0, 0.0, 1, eps=0.0, arithmetic=dtype)
-    assert trace.param_t == 1.0
-    before = tuple(np.array([x], dtype) for x in (1.0, 0.0, 0.0, 0.0))
-    breach = _contract.first_breach([trace], before, (np.array([np.nan], dtype), before[2], before[3]), 1,
-                                    {"eps": 0.0})
-    assert breach is not None and breach.output == "θ"
 
+@pytest.mark.parametrize("run", range(5))
+def test_a_bias_correction_bug_at_large_t_is_caught_by_the_test_vectors(run, seed):
+    """The harness runs the test vectors that apply, after the edge cases: large step numbers
+    and the bias-correction window every time, whatever the seed."""
+    report = check_conformance(late_bias, max_examples=20, seed=seed + run)
+    assert not report.conforms
+    assert report.mismatch.formula == "θ" and report.mismatch.t > 1000
+    assert report.mismatch.case.label.startswith("test vector ")
+    assert report.test_vectors > 0 and "test vector" in str(report)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_generated_step_numbers_reach_where_the_bias_correction_matters(seed):
+    """Without the vectors, the generated cases find the late bias bug too: t is drawn up to
+    where 1 - beta1**t stops changing for the case's beta1, and beta1 near 1 is drawn often.
+    (Fixed seeds: the search finds it for most seeds in 200 cases, not for every one.)"""
+    report = check_conformance(late_bias, max_examples=200, seed=seed, test_vectors=False)
+    assert not report.conforms and report.test_vectors == 0
+    assert report.mismatch.formula == "θ" and report.mismatch.t > 1000
+    assert report.mismatch.case.label == "generated case"

@@ -263,7 +263,8 @@ def test_a_wrong_answer_that_does_not_reproduce_is_a_verdict(capsys: pytest.Capt
                                                            tmp_path: Path) -> None:
     """One wrong answer (a race in the peer) is DOES NOT CONFORM, exit 1, with no traceback."""
     at = _fixed_case_requests() + 3
-    peer = python_peer(tmp_path, f"    if n == {at}:\n        theta = [x + 1.0 for x in theta]")
+    peer = python_peer(tmp_path, f"    if n >= {at} and all(abs(x) < 1e6 for x in theta) and not globals().get('done'):\n"
+                                 "        done = True\n        theta = [x + 1.0 for x in theta]")
     status = cli.main(["conform", "--exec", peer, "--no-vectors", "--seed", "2", "--timeout", "60",
                        "--max-examples", "30"])
     out, err = capsys.readouterr()

@@ -22,6 +22,7 @@ from ._cases import (
     OPTIONS,
     Case,
     _edge_cases,
+    _vector_cases,
     _worked_examples,
     cases,
     spec_options_apply,
@@ -219,13 +220,17 @@ def check_conformance(
     full_range: bool = False,
     max_examples: int = 100,
     seed: Optional[int] = None,
+    test_vectors: bool = True,
 ) -> ConformanceReport:
     """Hold an Adamax step against the reference and report where it departs.
 
     The spec's worked examples run first, then scalar edge cases (negative,
-    zero, subnormal, infinite and NaN gradients), then up to ``max_examples``
-    generated cases. A failure is shrunk by hypothesis to the smallest
-    failing case.
+    zero, subnormal, infinite and NaN gradients), then the test vectors that
+    apply (:func:`generate_test_vectors`: large step numbers and the window
+    where ``1 − β1^t`` stops changing, every time), then up to
+    ``max_examples`` generated cases. A failure is shrunk by hypothesis to
+    the smallest failing case; one that does not reproduce when its case is
+    run again is still reported, and says so.
 
     Parameters
     ----------
@@ -267,6 +272,11 @@ def check_conformance(
         How many generated cases to try.
     seed : int, optional
         The hypothesis seed; drawn at random (and reported) when ``None``.
+    test_vectors : bool
+        Run the test vectors of ``dtype`` and ``convention`` (those using
+        only the options in ``vary``, finite ones only without
+        ``nonfinite``) before the generated cases. They carry their own
+        hyperparameters, so they are left out when ``options`` holds one fixed.
 
     Returns
     -------
@@ -313,17 +323,25 @@ def check_conformance(
         seed = random.SystemRandom().randrange(2**32)
     adapter = _adapter(step_fn, in_place)
 
+    vectors_run = 0
+
     def report(mismatch: Optional[Mismatch], worked: int, edge: int, generated: int) -> ConformanceReport:
         return ConformanceReport(
             implementation=adapter.name, convention=convention, dtype=dtype, tolerance=tol,
             options=MappingProxyType(fixed), vary=vary, nonfinite=nonfinite, worked_examples=worked,
             edge_cases=edge, generated_cases=generated, seed=seed, mismatch=mismatch,
-            full_range=full_range,
+            full_range=full_range, test_vectors=vectors_run,
         )
 
     mismatch, worked, edge = run_fixed_cases(adapter, dtype, convention, fixed, nonfinite, tol)
     if mismatch is not None:
         return report(mismatch, worked, edge, 0)
+    if test_vectors and not fixed:
+        for case in _vector_cases(dtype, convention, vary, nonfinite):
+            vectors_run += 1
+            mismatch = _run_case(adapter, case, convention, tol)
+            if mismatch is not None:
+                return report(mismatch, worked, edge, 0)
 
     generated = 0
 
