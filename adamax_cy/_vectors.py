@@ -440,7 +440,7 @@ def generate_test_vectors(seed: int = 0) -> dict[str, Any]:
     dict
         ``{"format": "adamax-test-vectors", "version": 1, "generator": ...,
         "contract": ..., "vectors": [...]}``, with every float written as a
-        ``float.hex()`` string; ready for :func:`json.dumps`.
+        ``float.hex()`` string; ready for ``json.dumps``.
 
     See Also
     --------

@@ -220,7 +220,7 @@ def test_info(output_mode, capsys):
 # --help and bad arguments
 
 
-@pytest.mark.parametrize("command", [[], ["examples"], ["demo"], ["info"], ["vectors"]])
+@pytest.mark.parametrize("command", [[], ["examples"], ["demo"], ["info"], ["vectors"], ["frameworks"]])
 def test_help(command, capsys):
     assert cli.main(command + ["--help"]) == 0
     out = capsys.readouterr().out
@@ -292,7 +292,7 @@ def _fake_plugin(name: str, status: int = 0) -> types.ModuleType:
 @pytest.mark.parametrize(
     "command, module_name",
     [("bench", "adamax_cy.bench"), ("conform", "adamax_cy.cli.conform"),
-     ("frameworks", "adamax_cy.testing.frameworks")],
+     ("frameworks", "adamax_cy.cli.frameworks")],
 )
 def test_plugin_commands_are_wired(command, module_name, monkeypatch, capsys):
     fake = _fake_plugin(module_name)
@@ -356,3 +356,14 @@ def test_docstring_examples(module):
 
     result = doctest.testmod(importlib.import_module(f"adamax_cy.cli.{module}"), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_no_command_imports_the_harness_unless_chosen(tmp_path):
+    """hypothesis (through adamax_cy.testing) is imported by conform and frameworks only."""
+    code = (
+        "import sys; from adamax_cy.cli import main; main(['info', '--json']); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'hypothesis' or m == 'adamax_cy.testing'))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"

@@ -332,3 +332,36 @@ def test_conform_refuses_a_class_that_is_no_optimizer(target, tmp_path, monkeypa
     assert captured.out == ""
     _one_line_error(captured.err)
     assert "optimizer" in captured.err
+
+
+# --------------------------------------------------------------------------
+# frameworks
+
+
+def test_frameworks_help_without_hypothesis_shows_usage_and_how_to_install(tmp_path):
+    proc = _run(["frameworks", "--help"], cwd=tmp_path, hide=("hypothesis",))
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.decode()
+    assert out.startswith("usage:") and "--out OUT" in out and 'pip install ".[testing]"' in out
+
+
+def test_frameworks_without_hypothesis_is_one_line_and_exit_2(tmp_path):
+    proc = _run(["frameworks", "--out", "report"], cwd=tmp_path, hide=("hypothesis",))
+    assert proc.returncode == 2 and proc.stdout == b""
+    err = proc.stderr.decode()
+    _one_line_error(err)
+    assert "hypothesis" in err and 'pip install ".[testing]"' in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_frameworks_table_on_a_latin_1_terminal(tmp_path):
+    pytest.importorskip("hypothesis")
+    from adamax_cy.testing import frameworks
+
+    missing = [name for name, reason in frameworks.installed().items() if reason is not None]
+    if not missing:
+        pytest.skip("every framework is installed")
+    proc = _run(["frameworks", "--framework", missing[0], "--out", "report"], cwd=tmp_path,
+                env={"PYTHONIOENCODING": "latin-1"})
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    assert b"Not installed" in proc.stdout and "θ".encode() in (tmp_path / "report.md").read_bytes()

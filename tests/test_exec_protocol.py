@@ -200,6 +200,7 @@ def test_conform_exec_applies_the_other_options(tmp_path: Path) -> None:
 def test_conform_help_shows_target_and_exec(tmp_path: Path) -> None:
     proc = console("conform", "--help", cwd=tmp_path)
     assert proc.returncode == 0
+    assert proc.stdout.startswith("usage: python -m adamax_cy conform (target | --exec COMMAND) [options]")
     for word in ("target", "--exec COMMAND", "--timeout", "--no-vectors", "--convention", "--max-examples"):
         assert word in proc.stdout
 

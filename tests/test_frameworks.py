@@ -145,6 +145,15 @@ def console(*args: str, cwd: Path, module: str = "adamax_cy") -> subprocess.Comp
                           cwd=cwd, env={**os.environ, "PYTHONIOENCODING": "utf-8"})
 
 
+def test_the_command_knows_the_frameworks_of_the_report() -> None:
+    from adamax_cy import cli
+
+    parser = cli.app.build_parser("frameworks")
+    sub = next(a for a in parser._actions if a.dest == "command").choices["frameworks"]
+    choices = {a.dest: a.choices for a in sub._actions}
+    assert list(choices["framework"]) == list(choices["one"]) == list(frameworks.FRAMEWORKS)
+
+
 def test_the_frameworks_command_writes_the_report(tmp_path: Path) -> None:
     if INSTALLED["torch"] is not None:
         pytest.skip(INSTALLED["torch"])

@@ -11,7 +11,7 @@ with :class:`adamax_cy.Adamax`. Commands, one module each:
 ``vectors``   the test vectors, JSON for implementations in any language
 ``conform``   conformance of anyone's Adamax to the specification (a Python
               step, or a program in any language with ``--exec``)
-``frameworks`` how the installed frameworks conform (from
+``frameworks`` how the installed frameworks conform (the report of
               :mod:`adamax_cy.testing.frameworks`)
 
 :mod:`.app` holds the parser and :func:`main`; :mod:`.render` the output;

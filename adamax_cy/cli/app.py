@@ -31,7 +31,7 @@ PLUGINS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "frameworks": (
         "report how the installed frameworks' Adamax conform",
-        ("adamax_cy.testing.frameworks",),
+        ("adamax_cy.cli.frameworks",),
     ),
 }
 

@@ -77,6 +77,7 @@ def _option(text: str) -> tuple[str, Any]:
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the ``conform`` command's arguments to ``parser``."""
     testing = _testing()
+    parser.usage = "%(prog)s (target | --exec COMMAND) [options]"
     parser.description = (
         "Hold an Adamax step against the specification's reference: the worked examples, "
         "edge cases, then generated cases. The step is a Python target, or a program in any "

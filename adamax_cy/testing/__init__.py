@@ -43,7 +43,7 @@ From the shell: ``python -m adamax_cy conform package.module:function``.
 
 For implementations in other languages: :func:`generate_test_vectors`
 (``adamax-cy vectors``) and ``adamax-cy conform --exec "COMMAND"``; how the
-installed frameworks conform: :mod:`adamax_cy.testing.frameworks`
+installed frameworks conform: ``adamax_cy.testing.frameworks``
 (``adamax-cy frameworks``).
 """
 

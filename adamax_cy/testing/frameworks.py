@@ -1,7 +1,8 @@
 """How the installed frameworks conform: torch, Optax/JAX, Keras on each backend.
 
 From the shell: ``adamax-cy frameworks --out frameworks`` or
-``python -m adamax_cy.testing.frameworks --out frameworks``.
+``python -m adamax_cy.testing.frameworks --out frameworks`` (the command is
+:mod:`adamax_cy.cli.frameworks`).
 
 :func:`report` runs every installed framework's Adamax through
 :func:`adamax_cy.testing.check_conformance` under each convention and dtype,
@@ -47,7 +48,6 @@ and the run repeated, until it conforms or no allowance explains the failure.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime
 import importlib
@@ -64,13 +64,12 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 import numpy as np
 
 from .._version import __version__
-from ..cli.arguments import Parser, UsageError, non_negative_int, positive_float, positive_int, writable_file
 from ..reference import adamax_trace
 from ._adapters import Adapter, UnsupportedCase, optimizer
 from ._harness import check_conformance
 
-__all__ = ["ALLOWANCES", "FRAMEWORKS", "bias_correction_bound", "configure_parser", "main", "report",
-           "run", "run_one"]
+__all__ = ["ALLOWANCES", "FRAMEWORKS", "RUNS", "bias_correction_bound", "check", "installed", "markdown",
+           "report", "run_one", "runs_of"]
 
 ALLOWANCES = {
     "lerp": "m computed as m + (g − m)·(1 − β1): m within 3.5 ulp (float64) / 5 ulp (float32) of its largest "
@@ -456,61 +455,22 @@ def report(out: Optional[str] = None, frameworks: Optional[Sequence[str]] = None
     return doc
 
 
-def _out_prefix(text: str) -> str:
-    """An argparse type: a prefix ``OUT`` such that ``OUT.json`` and ``OUT.md`` can be written."""
-    for suffix in (".json", ".md"):
-        writable_file(text + suffix)
-    return text
+def runs_of(framework: str, dtype: str, max_examples: int = 100, seed: int = 0,
+            quick: bool = False) -> Iterator[dict[str, Any]]:
+    """Every run of one framework and dtype (:data:`RUNS` × both conventions), as :func:`run_one` rows.
 
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Add the ``frameworks`` command's arguments to ``parser``."""
-    parser.description = (
-        "Run every installed framework's Adamax (torch, Optax/JAX, Keras on each backend, "
-        "TensorFlow) through the conformance harness under both conventions and dtypes, each "
-        "in its own process; write OUT.json and OUT.md and print the table. Frameworks that "
-        "are not installed are listed as skipped. Exit 1 if a run failed to complete."
-    )
-    parser.add_argument("--out", type=_out_prefix, default="frameworks", metavar="OUT",
-                        help="write OUT.json and OUT.md (default %(default)s)")
-    parser.add_argument("--framework", action="append", choices=list(FRAMEWORKS),
-                        help="only this framework (repeat for several; default: all installed)")
-    parser.add_argument("--max-examples", type=positive_int, default=100, metavar="N",
-                        help="generated cases per run (default %(default)s)")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="hypothesis seed (default %(default)s)")
-    parser.add_argument("--timeout", type=positive_float, default=900.0, metavar="SECONDS",
-                        help="for each framework and dtype (default %(default)g)")
-    # One framework and dtype, in the subprocess the report starts: JSON lines on stdout.
-    parser.add_argument("--one", choices=list(FRAMEWORKS), help=argparse.SUPPRESS)
-    parser.add_argument("--dtype", choices=("float32", "float64"), default="float64", help=argparse.SUPPRESS)
-    parser.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)  # the first run only
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run the report (or, with the hidden ``--one``, one framework and dtype); the exit status."""
-    if args.one:
-        if args.dtype == "float64" and args.one in ("optax", "keras-jax"):
-            importlib.import_module("jax").config.update("jax_enable_x64", True)
-        for options in RUNS[:1] if args.quick else RUNS:
-            for convention in ("spec", "torch"):
-                print(json.dumps(run_one(args.one, convention, args.dtype, args.max_examples, args.seed, options),
-                                 allow_nan=False), flush=True)
-        return 0
-    doc = report(args.out, args.framework, args.max_examples, args.seed, args.timeout)
-    sys.stdout.write(markdown(doc))
-    return 1 if any("error" in r for r in doc["results"]) else 0
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m adamax_cy.testing.frameworks``: the report over the installed frameworks."""
-    parser = Parser(prog="python -m adamax_cy.testing.frameworks")
-    configure_parser(parser)
-    try:
-        return run(parser.parse_args(argv))
-    except UsageError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
+    Meant for a process of its own (:func:`report` starts one per framework
+    and dtype): JAX's 64-bit mode is switched on here for float64. With
+    ``quick``, the first of :data:`RUNS` only.
+    """
+    if dtype == "float64" and framework in ("optax", "keras-jax"):
+        importlib.import_module("jax").config.update("jax_enable_x64", True)
+    for options in RUNS[:1] if quick else RUNS:
+        for convention in ("spec", "torch"):
+            yield run_one(framework, convention, dtype, max_examples, seed, options)
 
 
 if __name__ == "__main__":
+    from ..cli.frameworks import main
+
     sys.exit(main())
