@@ -306,7 +306,7 @@ def adamax_step(
     if not _is_sequence(param):
         tr = adamax_trace(param, grad, m, u, t, lr, beta1, beta2, eps, **options)  # type: ignore[arg-type]
         return tr.param_t, tr.m_t, tr.u_t
-    sequences = tuple(list(s) for s in (param, grad, m, u))  # type: ignore[call-overload]
+    sequences = tuple(list(s) for s in (param, grad, m, u))  # type: ignore[arg-type]
     if len({len(s) for s in sequences}) != 1:
         raise ValueError("param, grad, m and u must have the same length")
     traces = [
