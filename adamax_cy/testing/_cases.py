@@ -138,10 +138,10 @@ USUAL_STEP_NUMBERS = st.one_of(st.integers(1, 20), st.integers(1, 10**6))
 
 
 def bias_window(beta1: float) -> int:
-    """The last step number at which ``1 - beta1**t`` in double still differs from 1.
+    """The step number at which ``1 - beta1**t`` in double becomes exactly 1.
 
-    Beyond it ``beta1**t`` is below half an ulp of 1 (``2**-54``) and the
-    bias correction is exactly 1; a bias-correction bug shows only up to here.
+    From there on ``beta1**t`` is at most half an ulp of 1 (``2**-54``); a
+    bias-correction bug shows only before it.
     """
     if not 0 < beta1 < 1:
         return 1
