@@ -34,10 +34,12 @@ import random
 import sys
 from decimal import Context, Decimal
 from fractions import Fraction
+from types import SimpleNamespace
 from typing import IO, Any, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from . import _contract
 from ._version import __version__
 
 __all__ = [
@@ -77,8 +79,10 @@ CONTRACT = (
     "to g (decoupled: param -= (lr*weight_decay)*param before the step). param must "
     "be bitwise equal to expected or within tolerance.param_abs of it (element by "
     "element): 4 ulp of the update plus 1 ulp of the larger of the old and new "
-    "parameter, plus half the smallest subnormal times the factors that scale a "
-    "subnormal intermediate, where one occurs. A NaN or infinite expected param "
+    "parameter, plus, for each intermediate of an allowed evaluation order that falls "
+    "below the normal range, the smallest subnormal times the factor by which its "
+    "rounding reaches the update (the arithmetic contract's bound, as the harness "
+    "applies it). A NaN or infinite expected param "
     "has tolerance 0 and must be matched exactly. The bias correction 1 - beta1**t is "
     "computed in double (beta1**t rounded to double, subtracted from 1 in double) and "
     "kept in double, like lr: each enters one division rounded once to the dtype. With eps = 0, an element whose m_t and "
@@ -209,7 +213,7 @@ def expected_element(
     lr_wd = a.coefficient(Fraction(lr) * Fraction(wd))
     # The bias correction stays in double: it enters one division only
     # (m_t / (1 - beta1**t)), rounded once to the dtype.
-    bc = bc64 = bias_correction(beta1, t)
+    bc = bias_correction(beta1, t)
     theta, g = param, grad
     if hyper.get("maximize"):
         g = -g
@@ -231,61 +235,35 @@ def expected_element(
         step_size = a.div(lr, d)
         update = a.mul(step_size, m_hat)
     param_t = a.sub(theta, update)
-    # The kernel's order, for the tolerance: c = lr / (1 - beta1**t) in double.
-    c = _Arithmetic("float64").div(lr, bc64)
-    c_dtype = round_exact(Fraction(c), dtype) if math.isfinite(c) else c
-    r = a.div(m_t, d)
-    s = a.mul(c_dtype, r)
     return {
         "param_decayed": theta, "g": g, "m_t": m_t, "u_t": u_t, "denominator": d,
         "bias_correction": bc, "m_hat": m_hat, "step_size": step_size, "update": update,
-        "param_t": param_t, "coefficient": c, "kernel_r": r, "kernel_s": s,
+        "param_t": param_t,
     }
 
 
 # --------------------------------------------------------------- tolerance
 
 
-def _ulp(x: float, dtype: str) -> float:
-    with np.errstate(over="ignore"):
-        return float(np.spacing(np.abs(np.asarray(x, dtype=dtype))))
-
-
-def param_abs(tr: Mapping[str, float], lr: float, dtype: str) -> Optional[float]:
+def param_abs(tr: Mapping[str, float], t: int, hyper: Mapping[str, Any], dtype: str) -> Optional[float]:
     """The contract's absolute tolerance for θ at one element; ``None`` when exempt.
 
-    The one place this module states the contract's rule for θ:
-    ``4 ulp(update) + 1 ulp(max(|θ_old|, |θ_new|))``, plus
-    ``tiny/2 · (c + |α/d| + |m̂| + 2)`` where an intermediate of either
-    evaluation order (the reference's ``m̂, α/d, update``; the kernel's
-    ``m_t/d, c·(m_t/d)``) falls below the normal range. Where an intermediate
-    overflows from finite operands the two orders may legitimately disagree:
-    ``None`` (the generator leaves such vectors out). A non-finite expected θ
-    must be matched exactly: 0.
+    It is :func:`adamax_cy._contract.theta_allowance` (the one definition of
+    the contract, which the harness applies too) for the element's step
+    ``tr`` (:func:`expected_element`): ``1 ulp(θ) + 4 ulp(update)`` plus the
+    subnormal allowance. Where the contract exempts θ (an intermediate of an
+    allowed order overflows from finite operands) ``None``: the generator
+    leaves such vectors out. A non-finite expected θ must be matched
+    exactly: 0.
     """
-    fin = math.isfinite
-    m_t, d, c = tr["m_t"], tr["denominator"], tr["coefficient"]
-    r, s = tr["kernel_r"], tr["kernel_s"]
-    if ((fin(m_t) and fin(tr["bias_correction"]) and not fin(tr["m_hat"]))
-            or (fin(d) and d != 0 and not fin(tr["step_size"]))
-            or (fin(tr["step_size"]) and fin(tr["m_hat"]) and not fin(tr["update"]))
-            or (fin(m_t) and fin(d) and d != 0 and not fin(r))
-            or (fin(r) and fin(c) and not fin(s))):
+    trace = SimpleNamespace(**tr)
+    keywords = {"lr": float(hyper["lr"]), "beta1": float(hyper["beta1"])}
+    kept = tr["m_t"] == 0 and tr["denominator"] == 0  # eps = 0, nothing to learn: θ is kept
+    if not kept and _contract.overflowed(trace, t, keywords, dtype):
         return None
-    if not fin(tr["param_t"]):
+    if not math.isfinite(tr["param_t"]):
         return 0.0
-    scale = max(abs(tr["param_decayed"]), abs(tr["param_t"]))
-    tolerance = 4 * _ulp(tr["update"], dtype) + _ulp(scale, dtype)
-    normal = float(np.finfo(dtype).tiny)
-    underflow = False
-    for x, operands in ((r, (m_t,)), (s, (r, c)), (tr["m_hat"], (m_t,)),
-                        (tr["step_size"], (lr,)), (tr["update"], (tr["step_size"], tr["m_hat"]))):
-        if 0 < abs(x) < normal or (x == 0 and all(o != 0 for o in operands)):
-            underflow = True
-    if underflow:
-        tiny = float(np.finfo(dtype).smallest_subnormal)
-        tolerance += tiny * (c + abs(tr["step_size"]) + abs(tr["m_hat"]) + 2) / 2
-    return tolerance
+    return _contract.theta_allowance(trace, t, keywords, dtype)
 
 
 # --------------------------------------------------------------- encoding
@@ -324,7 +302,7 @@ def make_vector(
     tol: list[float] = []
     for p, g, mi, ui in zip(*inputs):
         tr = expected_element(p, g, mi, ui, t, {**h, **options}, convention, dtype)
-        abs_tol = param_abs(tr, h["lr"], dtype)
+        abs_tol = param_abs(tr, t, h, dtype)
         if abs_tol is None:
             return None
         out["param"].append(tr["param_t"])
@@ -631,26 +609,36 @@ def applicable(doc: Mapping[str, Any], dtype: str, convention: str, vary: Iterab
     return out
 
 
+def inputs(vector: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """A vector's arrays (``param``, ``grad``, ``m``, ``u``, of its dtype) and step keywords.
+
+    The keywords hold ``lr``, ``beta1``, ``beta2``, ``eps``, and the options
+    only where the vector uses them (so that an implementation without them
+    can be given the others).
+    """
+    dtype = vector["dtype"]
+    arrays = {k: np.array([decode(x) for x in vector[k]], dtype=dtype) for k in ("param", "grad", "m", "u")}
+    hyper: dict[str, Any] = {k: decode(vector[k]) for k in ("lr", "beta1", "beta2", "eps")}
+    if decode(vector["weight_decay"]) != 0 or vector["decoupled_weight_decay"]:
+        hyper["weight_decay"] = decode(vector["weight_decay"])
+        hyper["decoupled_weight_decay"] = vector["decoupled_weight_decay"]
+    if vector["maximize"]:
+        hyper["maximize"] = True
+    return arrays, hyper
+
+
 def run_on(adapter: Any, vectors: Iterable[Mapping[str, Any]]) -> tuple[int, Optional[dict[str, str]]]:
     """Run vectors through an :class:`adamax_cy.testing.Adapter`, one step each.
 
     Returns the number run and the first failure (``formula``, ``vector``,
     ``why``, ``detail``), or ``None``. Errors the adapter raises propagate.
     """
-    from .testing import Case  # needs hypothesis, like every adapter
+    from .testing._cases import vector_case  # needs hypothesis, like every adapter
 
     count = 0
     for v in vectors:
         dtype = v["dtype"]
-        arrays = {k: np.array([decode(x) for x in v[k]], dtype=dtype) for k in ("param", "grad", "m", "u")}
-        hyper = {k: decode(v[k]) for k in ("lr", "beta1", "beta2", "eps")}
-        if decode(v["weight_decay"]) != 0 or v["decoupled_weight_decay"]:
-            hyper["weight_decay"] = decode(v["weight_decay"])
-            hyper["decoupled_weight_decay"] = v["decoupled_weight_decay"]
-        if v["maximize"]:
-            hyper["maximize"] = True
-        case = Case(param=arrays["param"], m=arrays["m"], u=arrays["u"], t=v["t"], grads=(arrays["grad"],),
-                    hyperparameters=hyper, label=f"test vector {v['id']}")
+        case = vector_case(v)
         with np.errstate(all="ignore"):
             theta, m, u = next(iter(adapter.steps(case)))
         count += 1

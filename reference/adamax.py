@@ -200,8 +200,8 @@ def adamax_trace(
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
     if arithmetic not in ARITHMETICS:
         raise ValueError(f"arithmetic must be one of {ARITHMETICS}, got {arithmetic!r}")
-    if isinstance(t, bool) or int(t) != t or t < 1:
-        raise ValueError(f"t must be an integer >= 1, got {t!r}")
+    if isinstance(t, bool) or int(t) != t or not 1 <= t < 2**63:
+        raise ValueError(f"t must be an integer >= 1 (and below 2**63), got {t!r}")
     t = int(t)
 
     if arithmetic == "exact":
@@ -270,6 +270,17 @@ def adamax_trace(
     )
 
 
+def _is_sequence(x: Any) -> bool:
+    """A flat sequence of numbers (a list, a tuple, a 1-D array), not one number."""
+    if isinstance(x, (str, bytes)) or getattr(x, "ndim", None) == 0:
+        return False
+    try:
+        iter(x)
+    except TypeError:
+        return False
+    return True
+
+
 def adamax_step(
     param: Union[float, Sequence[float]],
     grad: Union[float, Sequence[float]],
@@ -284,19 +295,19 @@ def adamax_step(
 ) -> tuple[Any, Any, Any]:
     """The spec's function: the new ``(param, m, u)``.
 
-    Scalars give scalars; flat sequences of equal length are updated element
-    by element and give lists. ``options`` are those of :func:`adamax_trace`.
+    Scalars give scalars; flat sequences of equal length (lists, tuples,
+    1-D arrays) are updated element by element and give lists. ``options`` are those of :func:`adamax_trace`.
 
     Examples
     --------
     >>> adamax_step(1.0, 0.1, 0.0, 0.0, 1)
     (0.9980000002, 0.009999999999999998, 0.1)
     """
-    if not isinstance(param, (list, tuple)):
+    if not _is_sequence(param):
         tr = adamax_trace(param, grad, m, u, t, lr, beta1, beta2, eps, **options)  # type: ignore[arg-type]
         return tr.param_t, tr.m_t, tr.u_t
-    sequences = (param, grad, m, u)
-    if len({len(s) for s in sequences}) != 1:  # type: ignore[arg-type]
+    sequences = tuple(list(s) for s in (param, grad, m, u))  # type: ignore[arg-type]
+    if len({len(s) for s in sequences}) != 1:
         raise ValueError("param, grad, m and u must have the same length")
     traces = [
         adamax_trace(p, g, mi, ui, t, lr, beta1, beta2, eps, **options)

@@ -295,6 +295,45 @@ def test_vectors_on_a_full_disk_is_one_line(tmp_path):
     assert "No space left on device" in err
 
 
+@pytest.mark.parametrize("option", ["lr=nan", "lr=-1", "eps=-1", "beta1=1", "beta2=1.5", "maximize=2",
+                                    "decoupled_weight_decay=0", "weight_decay=inf"])
+@pytest.mark.parametrize("kind", ["target", "exec"])
+def test_conform_refuses_option_values_outside_their_legal_range(option, kind, tmp_path, monkeypatch, capsys):
+    """A usage error (exit 2, one line), not a verdict on the implementation; nothing is started."""
+    pytest.importorskip("hypothesis")
+    monkeypatch.chdir(tmp_path)
+    which = ["adamax_cy:adamax_step"] if kind == "target" else ["--exec", "touch MARKER"]
+    assert cli.main(["conform", *which, "--option", option, "--max-examples", "5", "--seed", "0"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    _one_line_error(captured.err)
+    assert option.partition("=")[0] in captured.err
+    assert not (tmp_path / "MARKER").exists()
+
+
+def test_conform_checks_the_packages_own_numpy_optimizer(tmp_path, monkeypatch, capsys):
+    """adamax_cy.Adamax is not a torch optimizer: it is run through its state dict, and conforms."""
+    pytest.importorskip("hypothesis")
+    monkeypatch.chdir(tmp_path)
+    status = cli.main(["conform", "adamax_cy:Adamax", "--max-examples", "30", "--seed", "0",
+                       "--vary", "weight_decay", "--vary", "decoupled_weight_decay", "--vary", "maximize"])
+    out, err = capsys.readouterr()
+    assert status == 0, out + err
+    assert "verdict: CONFORMS" in out and "adamax_cy.optimizer.Adamax" in out
+
+
+@pytest.mark.parametrize("target", ["collections:OrderedDict", "fractions:Fraction"])
+def test_conform_refuses_a_class_that_is_no_optimizer(target, tmp_path, monkeypatch, capsys):
+    """A loading problem is a usage error (exit 2), never a verdict on the implementation."""
+    pytest.importorskip("hypothesis")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["conform", target, "--max-examples", "5", "--seed", "0"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    _one_line_error(captured.err)
+    assert "optimizer" in captured.err
+
+
 # --------------------------------------------------------------------------
 # frameworks
 

@@ -142,3 +142,18 @@ def test_exact_mode_is_bounded_in_time_and_memory_for_any_step_number():
     result = subprocess.run([sys.executable, "-c", BOUNDED], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert int(result.stdout) <= 8 * reference_adamax.POWER_BITS
+
+
+def test_the_reference_step_takes_arrays_and_refuses_the_step_numbers_the_kernel_refuses():
+    """Any flat sequence, ndarray included; t >= 2**63 refused with the kernel's message."""
+    from adamax_cy import adamax_step
+    from adamax_cy.reference import adamax_step as reference_step
+
+    as_lists = reference_step([1.0, 2.0], [0.1, -0.2], [0.0, 0.0], [0.0, 0.0], 1)
+    assert reference_step(np.array([1.0, 2.0]), np.array([0.1, -0.2]), np.zeros(2), np.zeros(2), 1) == as_lists
+    for t in (2**63, 2**64):
+        with pytest.raises(ValueError) as kernel:
+            adamax_step(1.0, 0.1, 0.0, 0.0, t)
+        with pytest.raises(ValueError) as ours:
+            reference_step(1.0, 0.1, 0.0, 0.0, t)
+        assert str(ours.value) == str(kernel.value)

@@ -220,15 +220,34 @@ def test_param_tolerance_is_the_contracts(document: dict) -> None:
                 assert tol == floor, v["id"]  # no subnormal intermediate: no allowance
 
 
-def test_a_subnormal_intermediate_adds_the_stated_allowance() -> None:
+def test_param_abs_is_the_contracts_allowance() -> None:
+    """The vectors' tolerance is the harness's bound, element by element: one definition."""
+    from adamax_cy import _contract
+
     hyper = {"lr": 0.002, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0}
-    tiny = float(np.finfo(np.float64).smallest_subnormal)
     tr = _vectors.expected_element(0.0, 2.0**-1060, 0.0, 1.0, 1, hyper, "spec", "float64")
     assert 0 < abs(tr["m_hat"]) < float(np.finfo(np.float64).tiny)
+    trace = adamax_trace(0.0, 2.0**-1060, 0.0, 1.0, 1, **hyper)
+    allowed = _contract.theta_allowance(trace, 1, hyper, "float64")
     floor = 4 * float(np.spacing(abs(tr["update"]))) + float(np.spacing(0.0))
-    allowance = tiny * (tr["coefficient"] + abs(tr["step_size"]) + abs(tr["m_hat"]) + 2) / 2
-    assert _vectors.param_abs(tr, 0.002, "float64") == floor + allowance
-    assert allowance > 0
+    assert _vectors.param_abs(tr, 1, hyper, "float64") == allowed > floor
+
+
+@pytest.mark.parametrize("t", [1, 2, 3, 5])
+def test_a_subnormal_step_size_is_allowed_for_in_the_vectors(t: int) -> None:
+    """float32, lr a few smallest subnormals: c = lr/(1 - beta1**t) is subnormal, and its
+    rounding reaches θ multiplied by |m_t/d|. The kernel conforms to the contract there,
+    so it passes every such vector."""
+    tiny = float(np.finfo(np.float32).smallest_subnormal)
+    failed = []
+    for k in range(1, 30):
+        hyper = {"lr": k * tiny, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0}
+        v = _vectors.make_vector(f"c-{k}", "a subnormal step size", "float32", "spec", t, hyper,
+                                 [0.0], [0.0], [1e4], [0.0])
+        assert v is not None
+        if _vectors.check_results(v, kernel_result(v)) is not None:
+            failed.append(k)
+    assert failed == []
 
 
 def test_round_exact_matches_numpy_rounding() -> None:

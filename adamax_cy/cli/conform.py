@@ -98,7 +98,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     kind.add_argument("--in-place", action="store_true",
                       help="the target updates param, m and u in place and returns None")
     kind.add_argument("--optimizer", action="store_true",
-                      help="the target is a torch.optim-style optimizer class (the default for a class)")
+                      help="the target is an optimizer class (the default for a class): a torch.optim "
+                      "optimizer, or a NumPy one with a state dict like adamax_cy.Adamax")
     parser.add_argument("--option", action="append", type=_option, default=[], metavar="NAME=VALUE",
                         help="hold a hyperparameter or option fixed, e.g. eps=1e-7 or maximize=true")
     parser.add_argument("--vary", action="append", choices=testing and testing.OPTIONS, default=[],
@@ -181,6 +182,12 @@ def run(args: argparse.Namespace) -> int:
     testing = _testing()
     if testing is None:
         raise UsageError(NEEDS)
+    from ..testing._harness import check_options
+
+    try:
+        check_options(dict(args.option))
+    except ValueError as err:
+        raise UsageError(f"--option: {err}") from None
     if args.exec_command is not None:
         return _run_exec(args)
     try:
@@ -188,10 +195,17 @@ def run(args: argparse.Namespace) -> int:
     except (ImportError, AttributeError, ValueError) as err:
         print(f"conform: cannot load {args.target!r}: {type(err).__name__}: {err}", file=sys.stderr)
         return 2
+    from ..testing._adapters import class_adapter
+
     if args.in_place:
         step: Any = testing.in_place(target)
     elif args.optimizer or isinstance(target, type):
-        step = testing.optimizer(target)
+        if not isinstance(target, type):
+            raise UsageError(f"--optimizer: {args.target} is not a class")
+        try:
+            step = class_adapter(target)
+        except TypeError as err:
+            raise UsageError(str(err)) from None
     else:
         step = testing.functional(target)
     try:
@@ -223,7 +237,8 @@ def _run_exec(args: argparse.Namespace) -> int:
                 pass  # reported below
         if wrong is None and program.protocol_error is None:
             try:
-                report = testing.check_conformance(program, **_harness_options(args))
+                # The vectors ran above, with their replay lines (or --no-vectors left them out).
+                report = testing.check_conformance(program, **_harness_options(args), test_vectors=False)
             except (ValueError, TypeError) as err:
                 print(f"conform: {err}", file=sys.stderr)
                 return 2

@@ -145,8 +145,7 @@ class optimizer(Adapter):
         step_key, m_key, u_key = self.state_keys
         p = torch.nn.Parameter(torch.from_numpy(case.param.copy()))
         opt = self.cls([p], **self.constructor_arguments(case.hyperparameters), **self.kwargs)
-        fresh = case.t == 1 and not any(a.any() or np.signbit(a).any() for a in (case.m, case.u))
-        if not fresh:
+        if not _fresh(case):
             opt.state[p] = {
                 step_key: torch.tensor(float(case.t - 1)),
                 m_key: torch.from_numpy(case.m.copy()),
@@ -157,6 +156,68 @@ class optimizer(Adapter):
             opt.step()
             state = opt.state[p]
             yield _as_output(p), _as_output(state[m_key]), _as_output(state[u_key])
+
+
+class numpy_optimizer(Adapter):
+    """Adapter for an optimizer class over NumPy arrays with a state dict, like :class:`adamax_cy.Adamax`.
+
+    The class is built as ``cls([param], lr=, betas=(beta1, beta2), eps=,
+    **options, **kwargs)`` on one array, stepped with ``step([grad])``, and
+    read and given a later starting state through ``state_dict()`` and
+    ``load_state_dict()``: ``state_dict()["state"][0]`` is ``{"step": steps
+    taken, "m": array, "u": array}``.
+
+    Examples
+    --------
+    >>> import adamax_cy
+    >>> numpy_optimizer(adamax_cy.Adamax, convention="torch").kwargs
+    {'convention': 'torch'}
+    """
+
+    def __init__(self, cls: type, *, name: Optional[str] = None, **kwargs: Any) -> None:
+        self.cls = cls
+        self.kwargs = kwargs
+        self.name = name or _name(cls)
+
+    def steps(self, case: Case) -> Iterator[Triple]:
+        hyper = dict(case.hyperparameters)
+        param = case.param.copy()
+        opt = self.cls([param], lr=hyper.pop("lr"), betas=(hyper.pop("beta1"), hyper.pop("beta2")),
+                       eps=hyper.pop("eps"), **hyper, **self.kwargs)
+        if not _fresh(case):
+            sd = opt.state_dict()
+            sd["state"][0] = {"step": case.t - 1, "m": case.m.copy(), "u": case.u.copy()}
+            opt.load_state_dict(sd)
+        for grad in case.grads:
+            opt.step([grad.copy()])
+            state = opt.state_dict()["state"][0]
+            yield param.copy(), _as_output(state["m"]), _as_output(state["u"])
+
+
+def _fresh(case: Case) -> bool:
+    """The state a new optimizer starts from: ``t == 1``, ``m`` and ``u`` all +0."""
+    return case.t == 1 and not any(a.any() or np.signbit(a).any() for a in (case.m, case.u))
+
+
+def is_torch_optimizer(cls: type) -> bool:
+    """Whether ``cls`` derives from ``torch.optim.Optimizer`` (without importing torch)."""
+    return any(c.__name__ == "Optimizer" and c.__module__.startswith("torch.optim")
+               for c in getattr(cls, "__mro__", ()))
+
+
+def is_numpy_optimizer(cls: type) -> bool:
+    """Whether ``cls`` has what :class:`numpy_optimizer` calls: ``step``, ``state_dict``, ``load_state_dict``."""
+    return all(callable(getattr(cls, name, None)) for name in ("step", "state_dict", "load_state_dict"))
+
+
+def class_adapter(cls: type) -> Adapter:
+    """The adapter for an optimizer class: torch's, or NumPy's; ``TypeError`` for another class."""
+    if is_torch_optimizer(cls):
+        return optimizer(cls)
+    if is_numpy_optimizer(cls):
+        return numpy_optimizer(cls)
+    raise TypeError(f"{_name(cls)} is a class but not an optimizer: neither a torch.optim.Optimizer "
+                    "nor a NumPy optimizer with step, state_dict and load_state_dict")
 
 
 class UnsupportedCase(Exception):
@@ -173,7 +234,7 @@ def _adapter(step_fn: Any, in_place_: bool) -> Adapter:
     if in_place_:
         return in_place(step_fn)
     if isinstance(step_fn, type):
-        return optimizer(step_fn)
+        return class_adapter(step_fn)
     if not callable(step_fn):
         raise TypeError(f"step_fn must be callable or an Adapter, got {type(step_fn).__name__}")
     return functional(step_fn)

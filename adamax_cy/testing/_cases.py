@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
@@ -11,7 +12,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 from hypothesis import strategies as st
 
-from .. import reference
+from .. import _vectors, reference
 from .._defaults import BETA1, BETA2, DEFAULTS, EPS, LR
 
 DTYPES = ("float32", "float64")
@@ -124,7 +125,9 @@ STEP_NUMBERS = st.one_of(
 #: implementation is expected to work.
 USUAL_RANGES: Mapping[str, st.SearchStrategy[Any]] = MappingProxyType({
     "lr": st.one_of(st.just(LR), st.floats(1e-6, 1.0)),
-    "beta1": st.one_of(st.just(BETA1), st.sampled_from([0.0, 0.5, 0.99]), st.floats(0.0, 0.9999)),
+    # Near 1 often: where the bias correction matters for thousands of steps.
+    "beta1": st.one_of(st.just(BETA1), st.sampled_from([0.0, 0.5]), st.sampled_from([0.99, 0.999, 0.9999]),
+                       st.floats(0.0, 0.9999)),
     "beta2": st.one_of(st.just(BETA2), st.sampled_from([0.0, 0.5, 0.9]), st.floats(0.0, 0.9999)),
     "eps": st.one_of(st.just(EPS), st.floats(1e-12, 1e-2)),
     "weight_decay": st.one_of(st.just(0.0), st.floats(0.0, 0.1)),
@@ -132,6 +135,33 @@ USUAL_RANGES: Mapping[str, st.SearchStrategy[Any]] = MappingProxyType({
     "maximize": st.booleans(),
 })
 USUAL_STEP_NUMBERS = st.one_of(st.integers(1, 20), st.integers(1, 10**6))
+
+
+def bias_window(beta1: float) -> int:
+    """The step number at which ``1 - beta1**t`` in double becomes exactly 1.
+
+    From there on ``beta1**t`` is at most half an ulp of 1 (``2**-54``); a
+    bias-correction bug shows only before it.
+    """
+    if not 0 < beta1 < 1:
+        return 1
+    return int(min(MAX_T, math.ceil(54 / -math.log2(beta1))))
+
+
+def _step_numbers(beta1: float, full_range: bool) -> st.SearchStrategy[int]:
+    """Step numbers, two times in three within the window where the bias correction matters.
+
+    Half of those are drawn by how far ``beta1**t`` has decayed (``2**-1`` to
+    ``2**-54``, evenly in the exponent), so that the steps where the bias
+    correction still moves θ by many ulps come up as often as the later ones.
+    """
+    window = bias_window(beta1)
+    if window == 1:
+        decayed = st.just(1)
+    else:
+        rate = -math.log2(beta1)
+        decayed = st.integers(1, 54).map(lambda bits: int(min(window, max(1, math.ceil(bits / rate)))))
+    return st.one_of(STEP_NUMBERS if full_range else USUAL_STEP_NUMBERS, st.integers(1, window), decayed)
 
 
 @st.composite
@@ -194,7 +224,7 @@ def cases(
         m = np.zeros(shape, dtype=dtype)
         u = np.zeros(shape, dtype=dtype)
     else:
-        t = min(draw(STEP_NUMBERS if full_range else USUAL_STEP_NUMBERS), MAX_T - steps + 1)
+        t = min(draw(_step_numbers(float(hyper["beta1"]), full_range)), MAX_T - steps + 1)
         m = array(values)
         u = np.array(np.abs(array(values)))  # np.abs gives a scalar for a 0-d array
     param = array(values)
@@ -251,3 +281,25 @@ def spec_options_apply(convention: str, fixed: Mapping[str, Any]) -> bool:
         return False
     expected = {**DEFAULTS, **SPEC_OPTIONS}
     return all(name in expected and value == expected[name] for name, value in fixed.items())
+
+
+def vector_case(vector: Mapping[str, Any]) -> Case:
+    """A test vector (:mod:`adamax_cy._vectors`) as a one-step :class:`Case`."""
+    arrays, hyper = _vectors.inputs(vector)
+    return Case(param=arrays["param"], m=arrays["m"], u=arrays["u"], t=vector["t"], grads=(arrays["grad"],),
+                hyperparameters=MappingProxyType(hyper), label=f"test vector {vector['id']}")
+
+
+@functools.lru_cache(maxsize=1)
+def _document() -> Mapping[str, Any]:
+    return _vectors.generate_test_vectors()
+
+
+def _vector_cases(dtype: str, convention: str, vary: Sequence[str], nonfinite: bool) -> list[Case]:
+    """The test vectors that apply (dtype, convention, the options varied), as cases.
+
+    They put every step number and the window where ``1 - beta1**t`` stops
+    changing in front of the implementation whatever the seed, where
+    generated cases reach them only by chance.
+    """
+    return [vector_case(v) for v in _vectors.applicable(_document(), dtype, convention, vary, nonfinite)]

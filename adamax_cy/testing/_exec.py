@@ -12,7 +12,8 @@ JSON object on the process's stdin, with the fields of a test vector but for
 
 and one JSON line back, ``{"id": "17", "param": [...], "m": [...], "u": [...]}``,
 floats as ``float.hex()`` strings (``"inf"``, ``"-inf"``, ``"nan"``) or as
-decimal JSON numbers. Hyperparameters are doubles: the implementation rounds
+decimal JSON numbers (``-0`` keeps its sign; a number no double holds is a
+protocol error). Hyperparameters are doubles: the implementation rounds
 them to the dtype itself, and computes ``1 - beta1``, ``lr * weight_decay``
 and ``1 - beta1**t`` in double before rounding them (the arithmetic contract).
 
@@ -28,6 +29,7 @@ documentation's "Test vectors" page.
 from __future__ import annotations
 
 import json
+import math
 import os
 import select
 import shlex
@@ -70,12 +72,25 @@ def request(id: str, dtype: str, convention: str, t: int, hyper: Mapping[str, An
     return out
 
 
+class _Literal(str):
+    """A JSON number as written: ``json.loads("-0")`` is the int 0, which loses the sign."""
+
+
 def _number(x: Any) -> float:
-    if isinstance(x, str):
-        return float.fromhex(x)
-    if isinstance(x, (int, float)) and not isinstance(x, bool):
-        return float(x)
-    raise ValueError(f"{x!r} is not a number")
+    try:
+        if isinstance(x, _Literal):
+            value = float(x)  # "-0" is -0.0; "1e400" and a 401-digit integer are inf
+            if not math.isfinite(value):
+                raise OverflowError
+            return value
+        if isinstance(x, str):
+            return float.fromhex(x)
+        if isinstance(x, float):  # NaN, Infinity and -Infinity, the only constants json reads
+            return x
+    except (ValueError, OverflowError):
+        pass
+    text = repr(str(x) if isinstance(x, _Literal) else x)
+    raise ValueError(f"{text[:60]}{'...' if len(text) > 60 else ''} is not a number a double holds")
 
 
 class ExecImplementation(Adapter):
@@ -196,14 +211,16 @@ class ExecImplementation(Adapter):
             raise self._exited() from None
         line = self._readline()
         try:
-            answer = json.loads(line)
-        except ValueError as err:
+            answer = json.loads(line, parse_int=_Literal, parse_float=_Literal)
+        except (ValueError, RecursionError) as err:  # RecursionError: nested too deep
             raise self._fail(f"the answer to request {self.requests} is not JSON ({err}): "
                              f"{line[:200].decode('utf-8', 'replace')!r}") from None
         if not isinstance(answer, dict):
             raise self._fail(f"the answer to request {self.requests} is not a JSON object: {line[:200]!r}")
-        if answer.get("id") != message["id"]:
-            raise self._fail(f"the answer to request {message['id']!r} has id {answer.get('id')!r}")
+        got = answer.get("id")
+        if isinstance(got, _Literal) or got != message["id"]:
+            shown = got if isinstance(got, _Literal) else repr(got)  # a number, unquoted
+            raise self._fail(f"the answer to request {message['id']!r} has id {shown}")
         n = len(message["param"])
         for name in ("param", "m", "u"):
             values = answer.get(name)

@@ -90,6 +90,7 @@ class ConformanceReport:
     seed: int
     mismatch: Optional[Mismatch]
     full_range: bool = False
+    test_vectors: int = 0
 
     @property
     def conforms(self) -> bool:
@@ -122,7 +123,7 @@ class ConformanceReport:
         lines.append(tol)
         lines.append(
             f"checked: {self.worked_examples} worked example(s), {self.edge_cases} edge case(s), "
-            f"{self.generated_cases} generated case(s); seed {self.seed} (replay with seed={self.seed})"
+            f"{self.test_vectors} test vector(s), {self.generated_cases} generated case(s); seed {self.seed} (replay with seed={self.seed})"
         )
         return "\n".join(lines)
 
@@ -141,6 +142,7 @@ class ConformanceReport:
             "tolerance_widened": self.widened,
             "worked_examples": self.worked_examples,
             "edge_cases": self.edge_cases,
+            "test_vectors": self.test_vectors,
             "generated_cases": self.generated_cases,
             "seed": self.seed,
             "mismatch": None,
