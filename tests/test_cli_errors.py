@@ -230,6 +230,22 @@ def test_conform_finds_modules_in_the_current_folder(tmp_path):
     assert "CONFORMS" in proc.stdout
 
 
+def test_conform_called_in_process_leaves_sys_path_as_it_was(tmp_path, monkeypatch):
+    pytest.importorskip("hypothesis")
+    from adamax_cy.cli import main
+
+    (tmp_path / "mine_in_process.py").write_text(
+        "from adamax_cy import adamax_step\n"
+        "def step(*args, **kw):\n"
+        "    return adamax_step(*args, **kw)\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    before = list(sys.path)
+    assert main(["conform", "mine_in_process:step", "--max-examples", "3", "--seed", "1"]) == 0
+    assert sys.path == before
+
+
 def test_conform_help_without_hypothesis_shows_usage_and_how_to_install(tmp_path):
     proc = _run(["conform", "--help"], cwd=tmp_path, hide=("hypothesis",))
     assert proc.returncode == 0, proc.stderr

@@ -86,8 +86,11 @@ needs_non_editable = pytest.mark.skipif(
 
 
 def _run(cwd, *args):
+    # As a person runs it: the current folder first on sys.path (the test
+    # session may have set PYTHONSAFEPATH for its other subprocesses).
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONSAFEPATH"}
     return subprocess.run(
-        [sys.executable, *args], capture_output=True, text=True, timeout=300, cwd=cwd
+        [sys.executable, *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=env
     )
 
 

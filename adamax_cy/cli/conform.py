@@ -132,9 +132,17 @@ def _load(target: str) -> Any:
         raise ValueError(f"expected package.module:function, got {target!r}")
     # Modules in the current folder are found, as with ``python -m`` (a console
     # script's sys.path starts with the script's folder instead).
-    if "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    obj: Any = importlib.import_module(module_name)
+    # The folder is on sys.path for this import only: main() may be called
+    # from a program whose sys.path is not ours to change.
+    here = os.getcwd()
+    added = "" not in sys.path and here not in sys.path
+    if added:
+        sys.path.insert(0, here)
+    try:
+        obj: Any = importlib.import_module(module_name)
+    finally:
+        if added and here in sys.path:
+            sys.path.remove(here)
     for part in attribute.split("."):
         obj = getattr(obj, part)
     return obj
