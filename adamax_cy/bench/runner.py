@@ -19,7 +19,7 @@ from .baselines import (
     cases, many_cases, optimizer_cases, optional_torch, state,
 )
 from ..cli.arguments import (
-    EXTRAS, Parser, UsageError, install_line, positive_float, positive_int, writable_file,
+    EXTRAS, UsageError, install_line, positive_float, positive_int, run_alone, writable_file,
 )
 from ..cli.render import Progress, json_text
 from .busy import measure_busy
@@ -355,13 +355,5 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m adamax_cy.bench``."""
-    parser = Parser(
-        prog="python -m adamax_cy.bench",
-        description="Time the Adamax step against NumPy, torch and the memory floor.",
-    )
-    configure_parser(parser)
-    try:
-        return run(parser.parse_args(argv))
-    except UsageError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
+    return run_alone("python -m adamax_cy.bench", configure_parser, run, argv,
+                     "Time the Adamax step against NumPy, torch and the memory floor.")

@@ -5,9 +5,12 @@ can only be judged after parsing (:class:`UsageError`)."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
 import os
-from typing import Callable, NoReturn
+import sys
+from types import ModuleType
+from typing import Callable, NoReturn, Optional, Sequence
 
 #: The dtypes the commands compute in.
 DTYPES = ("float64", "float32")
@@ -80,3 +83,31 @@ def writable_file(text: str) -> str:
     if not os.access(target, os.W_OK):
         raise argparse.ArgumentTypeError(f"cannot write {text!r}: permission denied")
     return text
+
+
+def unless_hypothesis_is_missing(name: str) -> Optional[ModuleType]:
+    """Import module ``name``; None when what is missing is hypothesis (the testing extra)."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] != "hypothesis":
+            raise
+        return None
+
+
+def run_alone(
+    prog: str,
+    configure_parser: Callable[[argparse.ArgumentParser], None],
+    run: Callable[[argparse.Namespace], int],
+    argv: Optional[Sequence[str]] = None,
+    description: Optional[str] = None,
+) -> int:
+    """Run one command as a program of its own: its parser, then its run;
+    a refusal is one line on standard error and exit status 2."""
+    parser = Parser(prog=prog, description=description)
+    configure_parser(parser)
+    try:
+        return run(parser.parse_args(argv))
+    except UsageError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2

@@ -26,7 +26,8 @@ from types import ModuleType
 from typing import Any, Optional, Sequence
 
 from .._defaults import CONVENTIONS
-from .arguments import EXTRAS, Parser, UsageError, install_line, positive_float
+from .arguments import (EXTRAS, UsageError, install_line, positive_float, run_alone,
+                        unless_hypothesis_is_missing)
 from .render import for_stream
 
 HELP = "check anyone's Adamax against the specification"
@@ -35,13 +36,7 @@ NEEDS = f"this command needs hypothesis, which is not installed: {install_line(E
 
 def _testing() -> ModuleType | None:
     """:mod:`adamax_cy.testing`, or None when hypothesis is not installed."""
-    try:
-        from .. import testing
-    except ModuleNotFoundError as exc:
-        if (exc.name or "").partition(".")[0] != "hypothesis":
-            raise
-        return None
-    return testing
+    return unless_hypothesis_is_missing("adamax_cy.testing")
 
 
 def _tolerance_fields(testing: ModuleType) -> tuple[str, ...]:
@@ -286,14 +281,7 @@ def _run_exec(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``conform`` as a command of its own."""
-    parser = Parser(prog="python -m adamax_cy conform")
-    configure_parser(parser)
-    try:
-        return run(parser.parse_args(argv))
-    except UsageError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
-
+    return run_alone("python -m adamax_cy conform", configure_parser, run, argv)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -17,8 +17,8 @@ import sys
 from types import ModuleType
 from typing import Optional, Sequence
 
-from .arguments import (EXTRAS, Parser, UsageError, install_line, non_negative_int, positive_float,
-                        positive_int, writable_file)
+from .arguments import (EXTRAS, UsageError, install_line, non_negative_int, positive_float,
+                        positive_int, run_alone, unless_hypothesis_is_missing, writable_file)
 from .render import for_stream
 
 NEEDS = f"this command needs hypothesis, which is not installed: {install_line(EXTRAS['hypothesis'])}"
@@ -26,13 +26,7 @@ NEEDS = f"this command needs hypothesis, which is not installed: {install_line(E
 
 def _report() -> ModuleType | None:
     """:mod:`adamax_cy.testing.frameworks`, or None when hypothesis is not installed."""
-    try:
-        from ..testing import frameworks
-    except ModuleNotFoundError as exc:
-        if (exc.name or "").partition(".")[0] != "hypothesis":
-            raise
-        return None
-    return frameworks
+    return unless_hypothesis_is_missing("adamax_cy.testing.frameworks")
 
 
 def _out_prefix(text: str) -> str:
@@ -85,10 +79,4 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m adamax_cy.testing.frameworks``: the command on its own."""
-    parser = Parser(prog="python -m adamax_cy.testing.frameworks")
-    configure_parser(parser)
-    try:
-        return run(parser.parse_args(argv))
-    except UsageError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
+    return run_alone("python -m adamax_cy.testing.frameworks", configure_parser, run, argv)
