@@ -194,3 +194,27 @@ def test_refusals_are_one_line_before_any_run(tmp_path: Path, module: str, args:
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "error:" in proc.stderr and mentions in proc.stderr, proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_conform_accounts_for_a_named_allowance_and_says_so(tmp_path, monkeypatch, capsys) -> None:
+    from adamax_cy.cli import main
+
+    (tmp_path / "flushing_step.py").write_text(
+        "from test_frameworks import numpy_step\nstep = numpy_step(flush=True)\n")
+    monkeypatch.chdir(tmp_path)
+    argv = ["conform", "flushing_step:step", "--convention", "torch", "--dtype", "float32",
+            "--max-examples", "60", "--seed", "3"]
+    assert main(argv) == 1
+    assert "DOES NOT CONFORM" in capsys.readouterr().out
+    assert main([*argv, "--allow", "flush-subnormals"]) == 0
+    out = capsys.readouterr().out
+    assert "allowances: flush-subnormals" in out and "elements skipped" in out
+    assert main([*argv, "--allow", "flush-subnormals", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["allowances"] == ["flush-subnormals"]
+
+
+def test_conform_refuses_an_unknown_allowance(capsys) -> None:
+    from adamax_cy.cli import main
+
+    assert main(["conform", "adamax_cy:adamax_step", "--allow", "anything"]) == 2
+    assert "invalid choice" in capsys.readouterr().err

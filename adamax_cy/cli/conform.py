@@ -103,6 +103,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         metavar="FIELD=ULPS",
                         help=f"widen the tolerance (fields {', '.join(fields) or 'of the contract'}), "
                         "stated in the verdict")
+    allowances: tuple[str, ...] = ()
+    if testing is not None:
+        from ..testing.frameworks import ALLOWANCES
+
+        allowances = tuple(ALLOWANCES)
+    parser.add_argument("--allow", action="append", choices=allowances or None, default=[], metavar="NAME",
+                        help="a named departure to account for, stated in the verdict: "
+                        f"{', '.join(allowances) or 'see the docs'} (the frameworks page says "
+                        "which framework needs which; the test vectors are then skipped)")
     parser.add_argument("--finite-only", action="store_true",
                         help="leave infinite and NaN values out of the cases")
     parser.add_argument("--max-examples", type=int, default=200, metavar="N", help="generated cases to try")
@@ -179,6 +188,31 @@ def _harness_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _judge(step: Any, args: argparse.Namespace, **extra: Any) -> tuple[Any, dict[str, Any]]:
+    """The harness's report on ``step``, with the allowances of ``--allow``; what they skipped."""
+    from .. import testing
+
+    if not args.allow:
+        return testing.check_conformance(step, **_harness_options(args), **extra), {}
+    from ..testing import frameworks
+
+    h = _harness_options(args)
+    report, measure = frameworks.check(step, list(dict.fromkeys(args.allow)), h.pop("convention"),
+                                       h.pop("dtype"), h.pop("options") or None, h.pop("max_examples"),
+                                       h.pop("seed"), **h, test_vectors=False)
+    return report, {"allowances": list(dict.fromkeys(args.allow)), "elements_skipped": measure.skipped}
+
+
+def _print_report(report: Any, allowed: dict[str, Any], as_json: bool, **more: Any) -> None:
+    if as_json:
+        print(json.dumps({**report.to_dict(), **allowed, **more}, indent=2, allow_nan=False))
+        return
+    print(for_stream(str(report)))
+    if allowed:
+        print(f"allowances: {', '.join(allowed['allowances'])} "
+              f"({allowed['elements_skipped']} elements skipped by them)")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the ``conform`` command; return the exit status."""
     _check_arguments(args)
@@ -212,27 +246,24 @@ def run(args: argparse.Namespace) -> int:
     else:
         step = testing.functional(target)
     try:
-        report = testing.check_conformance(step, **_harness_options(args))
+        report, allowed = _judge(step, args)
     except ValueError as err:
         print(f"conform: {err}", file=sys.stderr)
         return 2
-    if args.json:
-        print(json.dumps(report.to_dict(), indent=2, allow_nan=False))
-    else:
-        print(for_stream(str(report)))
+    _print_report(report, allowed, args.json)
     return 0 if report.conforms else 1
 
 
 def _run_exec(args: argparse.Namespace) -> int:
     """``conform --exec``: the test vectors, then the harness's cases, through the line protocol."""
-    from .. import testing
     from ..testing import _exec
 
     timeout = {} if args.timeout is None else {"timeout": args.timeout}
     program = _exec.ExecImplementation(args.exec_command, convention=args.convention, **timeout)
     vectors_run, wrong, report = 0, None, None
+    allowed: dict[str, Any] = {}
     with program:
-        if not (args.option or args.no_vectors):  # the vectors carry their own values
+        if not (args.option or args.no_vectors or args.allow):  # the vectors carry their own values
             try:
                 vectors_run, wrong = _exec.check_vectors(program, args.dtype, args.convention,
                                                          args.vary, not args.finite_only)
@@ -241,7 +272,7 @@ def _run_exec(args: argparse.Namespace) -> int:
         if wrong is None and program.protocol_error is None:
             try:
                 # The vectors ran above, with their replay lines (or --no-vectors left them out).
-                report = testing.check_conformance(program, **_harness_options(args), test_vectors=False)
+                report, allowed = _judge(program, args, **({} if args.allow else {"test_vectors": False}))
             except (ValueError, TypeError) as err:
                 print(f"conform: {err}", file=sys.stderr)
                 return 2
@@ -266,13 +297,8 @@ def _run_exec(args: argparse.Namespace) -> int:
         return 1
     assert report is not None
     line = _exec.replay(report.mismatch, args.convention)
-    if args.json:
-        out = report.to_dict()
-        out["test_vectors"] = vectors_run
-        out["replay"] = line
-        print(json.dumps(out, indent=2, allow_nan=False))
-    else:
-        print(for_stream(str(report)))
+    _print_report(report, allowed, args.json, test_vectors=vectors_run, replay=line)
+    if not args.json:
         print(f"test vectors: {vectors_run} passed before the generated cases")
         if line is not None:
             print(replay_hint.format(shlex.quote(line)))

@@ -324,16 +324,22 @@ RUNS: tuple[Mapping[str, Any], ...] = ({}, {"beta1": 0.9999})
 
 def check(adapter: Any, allowances: Sequence[str], convention: str, dtype: str,
           options: Optional[Mapping[str, Any]] = None, max_examples: int = 100,
-          seed: int = 0) -> tuple[Any, "_Measure"]:
-    """:func:`adamax_cy.testing.check_conformance` with the named allowances; the report and the measures."""
+          seed: Optional[int] = 0, **harness: Any) -> tuple[Any, "_Measure"]:
+    """:func:`adamax_cy.testing.check_conformance` with the named allowances; the report and the measures.
+
+    ``harness`` holds further keyword arguments of ``check_conformance``; a
+    ``tolerance`` there is widened for ``m`` by the ``lerp`` allowance.
+    """
     for name in allowances:
         if name not in ALLOWANCES:
             raise ValueError(f"unknown allowance {name!r}; known: {', '.join(ALLOWANCES)}")
     measure = _Measure()
     wrapped = _with_allowances(adapter, list(allowances), convention, measure)
-    tolerance = {"m": _LERP_ULPS[dtype]} if "lerp" in allowances else None
-    result = check_conformance(wrapped, convention=convention, dtype=dtype, tolerance=tolerance,
-                                          options=options, max_examples=max_examples, seed=seed)
+    tolerance = dict(harness.pop("tolerance", None) or {})
+    if "lerp" in allowances:
+        tolerance["m"] = max(tolerance.get("m", 0.0), _LERP_ULPS[dtype])
+    result = check_conformance(wrapped, convention=convention, dtype=dtype, tolerance=tolerance or None,
+                               options=options, max_examples=max_examples, seed=seed, **harness)
     return result, measure
 
 
