@@ -12,6 +12,26 @@ import sys
 
 sys.path.insert(0, os.path.abspath("_ext"))
 
+
+def _import_the_installed_package():
+    """``python -m sphinx`` from the checkout's root puts the root first on
+    sys.path, where an unbuilt source folder hides the installed package
+    (and says so): leave the root out, as the test suite does."""
+    try:
+        import adamax_cy  # noqa: F401
+    except ImportError as error:
+        root = os.path.dirname(error.path or "")
+        if error.name != "adamax_cy" or not root:
+            raise
+        kept = [p for p in sys.path if os.path.abspath(p or os.curdir) != root]
+        if kept == sys.path:
+            raise
+        sys.path[:] = kept
+        import adamax_cy  # noqa: F401, F811
+
+
+_import_the_installed_package()
+
 import adamax_cy  # noqa: E402
 
 project = "adamax_cy"

@@ -130,6 +130,23 @@ def test_python_m_pytest_from_an_unbuilt_checkout_tests_the_installed_package(tm
     assert "1 passed" in out.stdout
 
 
+@needs_non_editable
+def test_docs_conf_from_an_unbuilt_checkout_imports_the_installed_package(tmp_path):
+    # What `python -m sphinx ... docs ...` runs first from the checkout's root.
+    folder = _unbuilt_checkout(tmp_path)
+    (tmp_path / "docs").mkdir()
+    shutil.copy(ROOT / "docs" / "conf.py", tmp_path / "docs")
+    code = (
+        "import os, runpy, sys; sys.path.insert(0, os.getcwd()); os.chdir('docs')\n"
+        "try:\n    runpy.run_path('conf.py')\nexcept Exception as e:\n"
+        "    if 'source folder' in str(e): raise\n"  # a later import may need the docs extra
+        "import adamax_cy, pathlib\n"
+        f"assert pathlib.Path(adamax_cy.__file__).parent != pathlib.Path({str(folder)!r})\n"
+    )
+    out = _run(tmp_path, "-c", code)
+    assert out.returncode == 0, out.stderr
+
+
 # -- the installed distribution ---------------------------------------------
 
 
