@@ -13,14 +13,8 @@ import pytest
 
 pty = pytest.importorskip("pty", reason="a pseudo-terminal needs a POSIX system")
 
-_SCRIPT = (
-    "import sys\n"
-    "for name in sys.argv[1].split(','):\n"
-    "    if name:\n"
-    "        sys.modules[name] = None\n"
-    "from adamax_cy.cli import main\n"
-    "sys.exit(main(sys.argv[2:]))\n"
-)
+from test_cli_errors import _SCRIPT  # noqa: E402  (the command line as its console script runs it)
+
 DEMO = ["demo", "--size", "400", "--steps", "40", "--samples", "64"]
 BENCH = ["bench", "--smoke", "--only", "floor", "--dtypes", "float32", "--sizes", "1", "--no-many"]
 HIDE = {"rich": (), "plain": ("rich",)}
