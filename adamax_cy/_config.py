@@ -27,10 +27,10 @@ def thread_policy() -> str:
     """What ``num_threads=None`` does now, in one line.
 
     Above the serial threshold the default adapts to the machine: it
-    measures its parallel calls against serial ones, per dtype and size
-    class, and runs serially for a while after a thread was late (a core
-    busy with other work); the performance page of the documentation
-    says more.
+    measures its parallel calls against serial ones, per kind of call,
+    dtype and size class, and runs serially for a while when threads have
+    cost more (a core busy with other work); the performance page of the
+    documentation says more.
 
     Examples
     --------
@@ -45,13 +45,14 @@ def thread_policy() -> str:
     state = _kernel.policy_state()
     late = sum(c["late_threads"] for c in state)
     slow = sum(c["no_faster"] for c in state)
-    serial = [c for c in state if c["mode"] != "threads"]
+    serial = [c for c in state if c["mode"] in ("measuring", "serial (backing off)")]
     text = (f"adaptive: {threads} threads from {_kernel.serial_threshold} elements, serial "
-            f"for a while after a late thread; so far {len(state)} size classes seen, "
+            f"for a while when threads cost more; so far {len(state)} size classes seen, "
             f"{late} late threads, {slow} times threads were no faster")
     if serial:
         text += ", serial now for " + ", ".join(
-            f"{c['dtype']} {c['elements'][0]}-{c['elements'][1]}" for c in serial)
+            f"{c['dtype']} {c['elements'][0]}-{c['elements'][1]}"
+            + (" (many arrays)" if c["kind"] == "many arrays" else "") for c in serial)
     return text
 
 

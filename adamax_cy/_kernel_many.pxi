@@ -22,7 +22,7 @@ cdef void many_blocks(
     cdef Py_ssize_t b
     cdef Timed timed  # the default adapts to a busy machine (_kernel_policy.pxi)
     cdef Py_ssize_t blocks = adapt(&timed, n, sizeof(floating), block_count(n, threads),
-                                   num_threads)
+                                   num_threads, True)
     if blocks == 1:  # without entering OpenMP (see update_blocks)
         many_range(dtype_tag, params, grads, ms, us, offsets, count, k, 0, n)
     else:

@@ -4,23 +4,32 @@
 # A parallel step waits for its slowest thread. On a machine whose cores are
 # busy with other work, the thread that lands on a busy core waits for a
 # scheduler time slice (milliseconds), and a step that takes 20 us on one
-# thread can take 4 ms on two. So the default measures itself: per dtype and
-# size class (elements between two powers of two) it keeps a running
-# estimate of the serial and of the parallel cost per element. A parallel
-# call much slower than the serial estimate (a late thread), or parallel
-# calls that are on average no faster than serial ones, send that class to
-# serial work for a while: until its serial calls have taken BACKOFF times
-# the time the late call lost, times a penalty that doubles with each late
-# thread and decays with each good parallel call. Then it probes threads
-# again. On a quiet machine every REFRESH-th call runs serially to keep the
-# serial estimate current. The bookkeeping is two clock reads per call; calls
-# below the serial threshold, calls with an explicit num_threads and calls
-# with one thread to use never reach it.
+# thread can take 4 ms on two. So the default measures itself and keeps
+# whichever way has cost less on average, per kind of call (one array or
+# many), dtype and size class (elements between two powers of two):
 #
-# Which way a call runs never changes its result (the split of the elements
-# between threads does not), and no OpenMP setting of the process changes.
-# Concurrent calls share the estimates without a lock: a lost update makes
-# an estimate a little less accurate, nothing more.
+# - Measuring: the first two calls of a class run serially; the second (the
+#   first touches cold memory) gives the serial cost per element.
+# - Probing: then PROBE calls run on threads. They are judged together, so
+#   that the first parallel call after serial work may wake the threads (or
+#   create them) without condemning threads; a probe stops early once it has
+#   lost more than ABORT serial calls' worth of time (a late thread).
+# - Threads: the parallel cost is a decayed sum over the recent parallel
+#   calls (about 32), every late call included, so the decision follows
+#   the mean a training loop pays. Every REFRESH-th call runs serially to
+#   keep the serial estimate current. When threads have cost more than the
+#   serial estimate over that window, the class backs off.
+# - Backing off: serial calls until they have taken the time threads lost,
+#   times BACKOFF, times a penalty that doubles with each failed probe (so
+#   on a machine that stays busy, probes cost ever less) and decays while
+#   threads do well; then it probes again.
+#
+# The bookkeeping is two clock reads per call; calls below the serial
+# threshold, calls with an explicit num_threads and calls with one thread
+# to use never reach it. Which way a call runs never changes its result (the
+# split of the elements between threads does not), and no OpenMP setting of
+# the process changes. Concurrent calls share the estimates without a lock:
+# a lost update makes an estimate a little less accurate, nothing more.
 
 cdef extern from *:
     """
@@ -37,15 +46,16 @@ cdef extern from *:
 
 cdef struct SizeClass:
     double serial          # seconds per element on one thread (0: not measured yet)
-    double parallel        # seconds per element on all threads (0: not measured yet)
+    double parallel_time   # decayed sums over the recent parallel calls:
+    double parallel_elements  # seconds and elements
     double backoff         # seconds of serial work left before threads are probed again
-    double penalty         # multiplies the back-off; doubles with each late thread
+    double penalty         # multiplies the back-off; doubles with each failed probe
+    long long probe        # parallel calls left in the current probe (0: none)
     long long calls        # calls with the default in this class
     long long serial_calls
     long long parallel_calls
-    long long parallel_samples  # parallel calls in the current estimate
-    long long late         # parallel calls that were late (and sent the class to serial)
-    long long slow         # times parallel calls were no faster on average
+    long long late         # parallel calls slower than LATE x the serial estimate
+    long long slow         # times threads cost more than serial (and the class backed off)
 
 
 cdef struct Timed:
@@ -55,51 +65,62 @@ cdef struct Timed:
     double start
 
 
-cdef int NCLASSES = 64
-cdef SizeClass CLASSES[2][64]   # [float32, float64][bit length of n]
+cdef enum:
+    NCLASSES = 64
+cdef SizeClass CLASSES[2][2][NCLASSES]   # [one array, many][float32, float64][bit length of n]
 cdef bint ADAPTIVE = True
 
-# A parallel call is late when it takes more than LATE times the serial estimate.
-cdef double LATE = 1.5
-# Serial work after a late call, in multiples of the time that call lost.
-cdef double BACKOFF = 16.0
-cdef double MAX_PENALTY = 64.0
-cdef double PENALTY_DECAY = 0.9      # per parallel call that was not late
+cdef long long WARMUP = 2            # serial calls that start a class
+cdef long long PROBE = 8             # parallel calls judged together
+cdef double ABORT = 4.0              # a probe stops once it has lost this many serial calls
+cdef double DECAY = 31.0 / 32.0      # of the parallel sums per parallel call
+cdef long long REFRESH = 64          # every REFRESH-th call is serial in threads mode
+cdef double BACKOFF = 4.0            # serial work after a failure, in multiples of the time lost
+cdef double MIN_BACKOFF = 8.0        # at least this many serial calls
 cdef double MAX_BACKOFF = 2.0        # seconds of serial work, at most
-cdef long long REFRESH = 64          # every REFRESH-th call is serial when all is well
-cdef long long TREND_SAMPLES = 4     # parallel calls before their average is judged
-cdef double WEIGHT = 0.125           # of a new sample in a running estimate
+cdef double MAX_PENALTY = 64.0
+cdef double PENALTY_DECAY = 0.98     # per parallel call, in threads mode, that was not late
+cdef double LATE = 1.5               # a parallel call slower than this x serial is late (counted)
+cdef double WEIGHT = 0.125           # of a new sample in the serial estimate
 
 
 cdef inline double running(double estimate, double sample) noexcept nogil:
     # A running mean that a single outlier cannot move more than 4x.
-    if estimate == 0:
-        return sample
     if sample > 4 * estimate:
         sample = 4 * estimate
     return estimate + WEIGHT * (sample - estimate)
 
 
 cdef inline Py_ssize_t adapt(Timed* timed, Py_ssize_t n, Py_ssize_t itemsize,
-                             Py_ssize_t blocks, int num_threads) noexcept nogil:
+                             Py_ssize_t blocks, int num_threads, bint many) noexcept nogil:
     # The blocks this call runs: ``blocks`` or 1. Starts the clock when the
     # call is one the policy decides (the default, above the threshold).
     cdef SizeClass* c
-    cdef int bits = 0
-    cdef Py_ssize_t rest = n
     timed.cls = NULL
     if blocks == 1 or num_threads > 0 or not ADAPTIVE:
         return blocks
-    while rest:
-        bits += 1
-        rest >>= 1
-    c = &CLASSES[0 if itemsize == 4 else 1][bits]
+    c = size_class(n, itemsize, many)
     c.calls += 1
     timed.cls = c
     timed.n = n
-    timed.parallel = not (c.serial == 0 or c.backoff > 0 or c.calls % REFRESH == 0)
+    timed.parallel = threads_next(c)
     timed.start = adamax_cy_now()
     return blocks if timed.parallel else 1
+
+
+cdef inline SizeClass* size_class(Py_ssize_t n, Py_ssize_t itemsize, bint many) noexcept nogil:
+    cdef int bits = 0
+    while n:
+        bits += 1
+        n >>= 1
+    return &CLASSES[1 if many else 0][0 if itemsize == 4 else 1][bits]
+
+
+cdef inline bint threads_next(const SizeClass* c) noexcept nogil:
+    # Whether the call that was just counted in c.calls runs on threads.
+    if c.serial_calls < WARMUP or c.backoff > 0:
+        return False
+    return c.probe > 0 or c.calls % REFRESH != 0
 
 
 cdef inline void adapted(Timed* timed) noexcept nogil:
@@ -110,35 +131,52 @@ cdef inline void adapted(Timed* timed) noexcept nogil:
 
 cdef void record(SizeClass* c, bint parallel, double seconds, Py_ssize_t n) noexcept nogil:
     cdef double per_element = seconds / n
-    cdef double expected = c.serial * n
+    cdef double lost
     if not parallel:
         c.serial_calls += 1
-        if c.backoff > 0:
-            c.backoff = c.backoff - seconds if c.backoff > seconds else 0
+        if c.serial_calls <= WARMUP:
+            c.serial = per_element  # the last warm-up call counts
+            if c.serial_calls == WARMUP:
+                start_probe(c)
+            return
         c.serial = running(c.serial, per_element)
+        if c.backoff > 0:
+            c.backoff -= seconds
+            if c.backoff <= 0:
+                c.backoff = 0
+                start_probe(c)
         return
     c.parallel_calls += 1
-    if seconds > LATE * expected:
+    if seconds > LATE * c.serial * n:
         c.late += 1
-        back_off(c, seconds - expected)
+    c.parallel_time = DECAY * c.parallel_time + seconds
+    c.parallel_elements = DECAY * c.parallel_elements + n
+    lost = c.parallel_time - c.serial * c.parallel_elements  # negative: time gained
+    if c.probe > 0:
+        c.probe -= 1
+        if lost > ABORT * c.serial * n or (c.probe == 0 and lost > 0):
+            c.probe = 0
+            back_off(c, lost, n)
         return
-    c.penalty = c.penalty * PENALTY_DECAY if c.penalty * PENALTY_DECAY > 1 else 1
-    c.parallel = running(c.parallel, per_element)
-    c.parallel_samples += 1
-    if c.parallel_samples >= TREND_SAMPLES and c.parallel >= c.serial:
-        c.slow += 1
-        back_off(c, expected)
+    if lost > 0:
+        back_off(c, lost, n)
+    elif seconds <= LATE * c.serial * n:
+        c.penalty = PENALTY_DECAY * c.penalty if PENALTY_DECAY * c.penalty > 1 else 1
 
 
-cdef void back_off(SizeClass* c, double lost) noexcept nogil:
-    if c.penalty < 1:
-        c.penalty = 1
-    c.backoff = BACKOFF * c.penalty * lost
+cdef void start_probe(SizeClass* c) noexcept nogil:
+    c.probe = PROBE
+    c.parallel_time = 0
+    c.parallel_elements = 0
+
+
+cdef void back_off(SizeClass* c, double lost, Py_ssize_t n) noexcept nogil:
+    cdef double least = MIN_BACKOFF * c.serial * n
+    c.slow += 1
+    c.backoff = c.penalty * (BACKOFF * lost if BACKOFF * lost > least else least)
     if c.backoff > MAX_BACKOFF:
         c.backoff = MAX_BACKOFF
     c.penalty = 2 * c.penalty if 2 * c.penalty < MAX_PENALTY else MAX_PENALTY
-    c.parallel = 0  # a fresh estimate when threads are probed again
-    c.parallel_samples = 0
 
 
 def set_adaptive(bint on):
@@ -157,50 +195,62 @@ def adaptive():
 
 def policy_reset():
     """Forget what the adaptive default has measured (tests, benchmark)."""
-    cdef int d, b
-    for d in range(2):
-        for b in range(NCLASSES):
-            CLASSES[d][b] = SizeClass(0, 0, 0, 1, 0, 0, 0, 0, 0, 0)
+    cdef int kind, d, b
+    for kind in range(2):
+        for d in range(2):
+            for b in range(NCLASSES):
+                CLASSES[kind][d][b] = SizeClass(0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0)
 
 
 def policy_state():
-    """What the adaptive default has measured: one dict per dtype and size
-    class it has seen, smallest first."""
-    cdef int d, b
+    """What the adaptive default has measured: one dict per kind of call
+    (one array or many), dtype and size class it has seen, smallest first."""
+    cdef int kind, d, b
     cdef SizeClass c
     cdef object one = 1
     out = []
-    for d in range(2):
-        for b in range(NCLASSES):
-            c = CLASSES[d][b]
-            if c.calls == 0:
-                continue
-            out.append({
-                "dtype": ("float32", "float64")[d],
-                "elements": (one << (b - 1), (one << b) - 1),
-                "mode": "serial (backing off)" if c.backoff > 0 else (
-                    "measuring" if c.serial == 0 else "threads"),
-                "calls": c.calls,
-                "serial_calls": c.serial_calls,
-                "parallel_calls": c.parallel_calls,
-                "late_threads": c.late,
-                "no_faster": c.slow,
-                "serial_ns_per_element": 1e9 * c.serial,
-                "parallel_ns_per_element": 1e9 * c.parallel,
-                "backoff_s": c.backoff,
-                "penalty": c.penalty,
-            })
+    for kind in range(2):
+        for d in range(2):
+            for b in range(NCLASSES):
+                c = CLASSES[kind][d][b]
+                if c.calls == 0:
+                    continue
+                out.append({
+                    "kind": ("one array", "many arrays")[kind],
+                    "dtype": ("float32", "float64")[d],
+                    "elements": (one << (b - 1), (one << b) - 1),
+                    "mode": ("measuring" if c.serial_calls < WARMUP else
+                             "serial (backing off)" if c.backoff > 0 else
+                             "probing" if c.probe > 0 else "threads"),
+                    "calls": c.calls,
+                    "serial_calls": c.serial_calls,
+                    "parallel_calls": c.parallel_calls,
+                    "late_threads": c.late,
+                    "no_faster": c.slow,
+                    "serial_ns_per_element": 1e9 * c.serial,
+                    "parallel_ns_per_element": (1e9 * c.parallel_time / c.parallel_elements
+                                                if c.parallel_elements else 0.0),
+                    "backoff_s": c.backoff,
+                    "penalty": c.penalty,
+                })
     return out
 
 
-def _policy_call(Py_ssize_t itemsize, Py_ssize_t n, double seconds):
+def _policy_call(Py_ssize_t itemsize, Py_ssize_t n, double seconds, bint many=False):
     """Decide one default call of ``n`` elements as a step would and record
     that it took ``seconds``; returns 2 for threads, 1 for serial (tests)."""
     cdef Timed timed
-    cdef Py_ssize_t blocks = adapt(&timed, n, itemsize, 2, 0)
+    cdef Py_ssize_t blocks = adapt(&timed, n, itemsize, 2, 0, many)
     if timed.cls != NULL:
         record(timed.cls, timed.parallel, seconds, n)
     return blocks
+
+
+def _policy_next(Py_ssize_t itemsize, Py_ssize_t n, bint many=False):
+    """Whether the next default call of ``n`` elements would run on threads (tests)."""
+    cdef SizeClass c = size_class(n, itemsize, many)[0]
+    c.calls += 1
+    return threads_next(&c)
 
 
 policy_reset()

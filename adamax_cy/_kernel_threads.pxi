@@ -74,7 +74,7 @@ cdef void update_blocks(
     cdef Py_ssize_t b
     cdef Timed timed  # the default adapts to a busy machine (_kernel_policy.pxi)
     cdef Py_ssize_t blocks = adapt(&timed, n, sizeof(floating), block_count(n, threads),
-                                   num_threads)
+                                   num_threads, False)
     # Serial below the threshold without entering OpenMP at all: Cython lowers
     # use_threads_if to "omp parallel if(...)", which still calls into the
     # runtime (about half a microsecond) when the condition is false.
