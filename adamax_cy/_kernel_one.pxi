@@ -97,7 +97,7 @@ def step_inplace(param, grad, m, u, t, lr, beta1, beta2, eps, weight_decay,
     spans[2] = interval(<PyObject*>m, nbytes, True)
     spans[3] = interval(<PyObject*>u, nbytes, True)
     p_, g_, m_, u_ = spans[0].start, spans[1].start, spans[2].start, spans[3].start
-    if not disjoint(spans, NULL, 4, 0, 1):  # (sorts spans)
+    if not disjoint(spans, NULL, 4, 0, 1):
         return False
     # The arguments hold the four arrays (and so their memory) until the return.
     k = coefficients(&o, step)

@@ -183,7 +183,16 @@ cdef bint disjoint(Interval* spans, Interval* scratch, Py_ssize_t n, uintptr_t b
     # start less than 2**shift apart, so they overlap, and the later one
     # starts before the earlier one stops: the sweep sees it when one of them
     # is written.
-    cdef int shift = 0, found = by_runs(spans, n, 1)
+    cdef int shift = 0, found
+    cdef Py_ssize_t i, j
+    if n <= 4:  # one quadruple (the in-place step): every pair, no sorting
+        for i in range(n):
+            for j in range(i + 1, n):
+                if ((spans[i].written or spans[j].written) and spans[i].start < spans[j].stop
+                        and spans[j].start < spans[i].stop):
+                    return False
+        return True
+    found = by_runs(spans, n, 1)
     if found < 0:
         found = by_runs(spans, n, 4)
     if found >= 0:
