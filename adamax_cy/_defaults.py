@@ -23,6 +23,10 @@ CONVENTIONS = ("spec", "torch")
 #: as a double (and the kernel as a C long long); far beyond any training run.
 MAX_STEP = 2**63
 
+#: The most generated cases one conformance run tries (hypothesis's
+#: ``max_examples``): a run of this size takes hours already.
+MAX_EXAMPLES = 1_000_000
+
 #: The dtypes the kernel updates (native byte order only).
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 

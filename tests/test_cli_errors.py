@@ -279,6 +279,10 @@ def test_conform_without_hypothesis_is_one_line_and_exit_2(tmp_path):
         (["conform", "--exec", "touch 'MARKER"], "No closing quotation"),
         (["conform", "--exec", "touch MARKER", "--timeout", "0"], "--timeout"),
         (["conform", "--exec", "touch MARKER", "--timeout", "inf"], "--timeout"),
+        (["conform", "--exec", "touch MARKER", "--max-examples", "0"], "--max-examples"),
+        (["conform", "--exec", "touch MARKER", "--max-examples", "-1"], "--max-examples"),
+        (["conform", "--exec", "touch MARKER", "--max-examples", "10000000000000"],
+         "--max-examples"),
     ],
 )
 def test_conform_target_or_exec_refusals(argv, mentions, tmp_path, monkeypatch, capsys):
@@ -381,3 +385,13 @@ def test_the_frameworks_table_on_a_latin_1_terminal(tmp_path):
                 env={"PYTHONIOENCODING": "latin-1"})
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
     assert b"Not installed" in proc.stdout and "θ".encode() in (tmp_path / "report.md").read_bytes()
+
+
+@pytest.mark.parametrize("target", ["math:pi", "math", "os:sep"])
+def test_conform_refuses_a_target_that_is_not_callable(target, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["conform", target, "--max-examples", "1"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
+    assert "not callable" in captured.err or "expected package.module:function" in captured.err

@@ -555,6 +555,27 @@ def test_option_values_outside_their_legal_range_are_refused(options, says):
     assert calls == []
 
 
+@pytest.mark.parametrize("max_examples, error", [
+    (0, ValueError), (-1, ValueError), (10**7, ValueError), (1.5, TypeError), (True, TypeError),
+])
+def test_a_number_of_generated_cases_out_of_range_is_refused(max_examples, error):
+    calls = []
+
+    def step(*args, **kwargs):
+        calls.append(1)
+        return adamax_cy.adamax_step(*args, **kwargs)
+
+    with pytest.raises(error, match="max_examples"):
+        check_conformance(step, max_examples=max_examples, seed=0)
+    assert calls == []
+
+
+@pytest.mark.parametrize("target", [3.14, "adamax_cy:adamax_step", None])
+def test_a_target_that_is_not_callable_is_refused(target):
+    with pytest.raises(TypeError, match="callable"):
+        check_conformance(target, max_examples=1, seed=0)
+
+
 @pytest.mark.parametrize("convention", ["spec", "torch"])
 def test_the_numpy_optimizer_class_is_checked_through_its_state_dict(convention, seed):
     """A class that is not a torch optimizer, like adamax_cy.Adamax, is run through the NumPy

@@ -35,16 +35,18 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def int_at_least(low: int) -> Callable[[str], int]:
-    """An argparse type: an integer >= low, with a one-line error otherwise."""
+def int_at_least(low: int, high: Optional[int] = None) -> Callable[[str], int]:
+    """An argparse type: an integer >= low (and <= high, if given), with a
+    one-line error otherwise."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             value = low - 1
-        if value < low:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
+        if value < low or (high is not None and value > high):
+            expected = f">= {low}" if high is None else f"from {low} to {high:,}"
+            raise argparse.ArgumentTypeError(f"expected an integer {expected}, got {text!r}")
         return value
 
     return parse

@@ -25,8 +25,8 @@ import sys
 from types import ModuleType
 from typing import Any, Optional, Sequence
 
-from .._defaults import CONVENTIONS
-from .arguments import (EXTRAS, UsageError, install_line, positive_float, run_alone,
+from .._defaults import CONVENTIONS, MAX_EXAMPLES
+from .arguments import (EXTRAS, UsageError, install_line, int_at_least, positive_float, run_alone,
                         unless_hypothesis_is_missing)
 from .render import for_stream
 
@@ -114,7 +114,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         "which framework needs which; the test vectors are then skipped)")
     parser.add_argument("--finite-only", action="store_true",
                         help="leave infinite and NaN values out of the cases")
-    parser.add_argument("--max-examples", type=int, default=200, metavar="N", help="generated cases to try")
+    parser.add_argument("--max-examples", type=int_at_least(1, MAX_EXAMPLES), default=200, metavar="N",
+                        help=f"generated cases to try (1 to {MAX_EXAMPLES:,})")
     parser.add_argument("--seed", type=int, default=None, help="hypothesis seed, to replay a run")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     program = parser.add_argument_group("with --exec")
@@ -231,6 +232,10 @@ def run(args: argparse.Namespace) -> int:
         target = _load(args.target)
     except (ImportError, AttributeError, ValueError) as err:
         print(f"conform: cannot load {args.target!r}: {type(err).__name__}: {err}", file=sys.stderr)
+        return 2
+    if not callable(target):
+        print(f"conform: error: {args.target!r} is not callable (a {type(target).__name__}): give a "
+              "function, a callable object or an optimizer class", file=sys.stderr)
         return 2
     from ..testing._adapters import class_adapter
 

@@ -17,8 +17,9 @@ import sys
 from types import ModuleType
 from typing import Optional, Sequence
 
-from .arguments import (EXTRAS, UsageError, install_line, non_negative_int, positive_float,
-                        positive_int, run_alone, unless_hypothesis_is_missing, writable_file)
+from .._defaults import MAX_EXAMPLES
+from .arguments import (EXTRAS, UsageError, install_line, int_at_least, non_negative_int,
+                        positive_float, run_alone, unless_hypothesis_is_missing, writable_file)
 from .render import for_stream
 
 NEEDS = f"this command needs hypothesis, which is not installed: {install_line(EXTRAS['hypothesis'])}"
@@ -52,8 +53,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="write OUT.json and OUT.md (default %(default)s)")
     parser.add_argument("--framework", action="append", choices=names,
                         help="only this framework (repeat for several; default: all installed)")
-    parser.add_argument("--max-examples", type=positive_int, default=100, metavar="N",
-                        help="generated cases per run (default %(default)s)")
+    parser.add_argument("--max-examples", type=int_at_least(1, MAX_EXAMPLES), default=100, metavar="N",
+                        help=f"generated cases per run, 1 to {MAX_EXAMPLES:,} (default %(default)s)")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="hypothesis seed (default %(default)s)")
     parser.add_argument("--timeout", type=positive_float, default=900.0, metavar="SECONDS",
                         help="for each framework and dtype (default %(default)g)")

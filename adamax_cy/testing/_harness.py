@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import random
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
@@ -14,7 +15,7 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis.errors import Flaky
 
 from .. import _contract, _validation, reference
-from .._defaults import CONVENTIONS
+from .._defaults import CONVENTIONS, MAX_EXAMPLES
 from ._adapters import Adapter, Triple, _adapter, _InputModified, functional, in_place  # noqa: F401
 from ._cases import (
     DTYPES,
@@ -269,7 +270,7 @@ def check_conformance(
         double, decay rates up to just below 1, ``t`` up to ``2**63 − 1``)
         instead of the usual ranges of training. The report says so.
     max_examples : int
-        How many generated cases to try.
+        How many generated cases to try, from 1 to 1,000,000.
     seed : int, optional
         The hypothesis seed; drawn at random (and reported) when ``None``.
     test_vectors : bool
@@ -285,10 +286,13 @@ def check_conformance(
 
     Raises
     ------
+    TypeError
+        ``step_fn`` is not callable, or ``max_examples`` is not an int.
     ValueError
-        An unknown convention, dtype or option, or an option's value outside
+        An unknown convention, dtype or option, an option's value outside
         its legal range (``lr``, ``eps`` and ``weight_decay`` finite and
-        >= 0, decay rates in [0, 1), the flags bools).
+        >= 0, decay rates in [0, 1), the flags bools), or ``max_examples``
+        outside 1 to 1,000,000.
 
     Examples
     --------
@@ -308,6 +312,10 @@ def check_conformance(
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if isinstance(max_examples, bool) or not isinstance(max_examples, numbers.Integral):
+        raise TypeError(f"max_examples must be an int, got {type(max_examples).__name__}")
+    if not 1 <= max_examples <= MAX_EXAMPLES:
+        raise ValueError(f"max_examples must be from 1 to {MAX_EXAMPLES:,}, got {max_examples}")
     fixed = check_options(options or {})
     vary = tuple(vary)
     for name in vary:
