@@ -50,12 +50,17 @@ cdef struct SizeClass:
     double parallel_elements  # seconds and elements
     double backoff         # seconds of serial work left before threads are probed again
     double penalty         # multiplies the back-off; doubles with each failed probe
-    long long probe        # parallel calls left in the current probe (0: none)
+    double serial_run      # seconds of serial work since the last parallel call
+    double unchecked       # seconds of parallel work since the last settled serial sample
+    double probe_time      # seconds of parallel work in the current probe
+    long long probe_calls  # parallel calls in the current probe
+    bint probing
     long long calls        # calls with the default in this class
     long long serial_calls
     long long parallel_calls
     long long late         # parallel calls slower than LATE x the serial estimate
     long long slow         # times threads cost more than serial (and the class backed off)
+    long long checks       # times the serial cost was measured again while threads did well
 
 
 cdef struct Timed:
@@ -70,22 +75,32 @@ cdef enum:
 cdef SizeClass CLASSES[2][2][NCLASSES]   # [one array, many][float32, float64][bit length of n]
 cdef bint ADAPTIVE = True
 
-cdef long long WARMUP = 2            # serial calls that start a class
-cdef long long PROBE = 8             # parallel calls judged together
+cdef long long WARMUP = 2            # serial calls that start a class (the cheapest counts)
+cdef long long PROBE = 8             # a probe runs at least this many parallel calls
+cdef double PROBE_SECONDS = 2e-3     # and this much parallel work, judged together
 cdef double ABORT = 4.0              # a probe stops once it has lost this many serial calls
+cdef double ABORT_SECONDS = 1e-3     # (and at least this long: waking threads is not late)
 cdef double DECAY = 31.0 / 32.0      # of the parallel sums per parallel call
 cdef long long REFRESH = 64          # every REFRESH-th call is serial in threads mode
+# libgomp's idle threads spin for several milliseconds after a parallel
+# region (about 7.5 ms of CPU here), slowing a serial call that shares a
+# core with them: serial samples count fully only after SETTLE seconds of
+# serial work, earlier ones (such as the refresh calls) only to lower it.
+cdef double SETTLE = 10e-3
+cdef double RECHECK = 0.5            # seconds of parallel work between settled serial samples
 cdef double BACKOFF = 4.0            # serial work after a failure, in multiples of the time lost
 cdef double MIN_BACKOFF = 8.0        # at least this many serial calls
 cdef double MAX_BACKOFF = 2.0        # seconds of serial work, at most
 cdef double MAX_PENALTY = 64.0
-cdef double PENALTY_DECAY = 0.98     # per parallel call, in threads mode, that was not late
+cdef double PENALTY_DECAY = 0.9      # per parallel call, in threads mode, that was not late
 cdef double LATE = 1.5               # a parallel call slower than this x serial is late (counted)
-cdef double WEIGHT = 0.125           # of a new sample in the serial estimate
+cdef double WEIGHT = 0.25            # of a new sample in the serial estimate
 
 
 cdef inline double running(double estimate, double sample) noexcept nogil:
     # A running mean that a single outlier cannot move more than 4x.
+    if not estimate > 0:
+        return sample
     if sample > 4 * estimate:
         sample = 4 * estimate
     return estimate + WEIGHT * (sample - estimate)
@@ -97,7 +112,7 @@ cdef inline Py_ssize_t adapt(Timed* timed, Py_ssize_t n, Py_ssize_t itemsize,
     # call is one the policy decides (the default, above the threshold).
     cdef SizeClass* c
     timed.cls = NULL
-    if blocks == 1 or num_threads > 0 or not ADAPTIVE:
+    if blocks == 1 or num_threads > 0 or not ADAPTIVE or n <= 0:
         return blocks
     c = size_class(n, itemsize, many)
     c.calls += 1
@@ -109,6 +124,7 @@ cdef inline Py_ssize_t adapt(Timed* timed, Py_ssize_t n, Py_ssize_t itemsize,
 
 
 cdef inline SizeClass* size_class(Py_ssize_t n, Py_ssize_t itemsize, bint many) noexcept nogil:
+    # (n > 0)
     cdef int bits = 0
     while n:
         bits += 1
@@ -120,7 +136,7 @@ cdef inline bint threads_next(const SizeClass* c) noexcept nogil:
     # Whether the call that was just counted in c.calls runs on threads.
     if c.serial_calls < WARMUP or c.backoff > 0:
         return False
-    return c.probe > 0 or c.calls % REFRESH != 0
+    return c.probing or c.calls % REFRESH != 0
 
 
 cdef inline void adapted(Timed* timed) noexcept nogil:
@@ -131,41 +147,71 @@ cdef inline void adapted(Timed* timed) noexcept nogil:
 
 cdef void record(SizeClass* c, bint parallel, double seconds, Py_ssize_t n) noexcept nogil:
     cdef double per_element = seconds / n
-    cdef double lost
+    cdef double lost, least_lost
+    if not (isfinite(seconds) and seconds >= 0):
+        return  # a clock that went wrong: nothing to learn
     if not parallel:
-        c.serial_calls += 1
-        if c.serial_calls <= WARMUP:
-            c.serial = per_element  # the last warm-up call counts
-            if c.serial_calls == WARMUP:
-                start_probe(c)
-            return
-        c.serial = running(c.serial, per_element)
-        if c.backoff > 0:
-            c.backoff -= seconds
-            if c.backoff <= 0:
-                c.backoff = 0
-                start_probe(c)
+        serial_call(c, seconds, per_element)
         return
     c.parallel_calls += 1
+    c.serial_run = 0
+    c.unchecked += seconds
     if seconds > LATE * c.serial * n:
         c.late += 1
     c.parallel_time = DECAY * c.parallel_time + seconds
     c.parallel_elements = DECAY * c.parallel_elements + n
     lost = c.parallel_time - c.serial * c.parallel_elements  # negative: time gained
-    if c.probe > 0:
-        c.probe -= 1
-        if lost > ABORT * c.serial * n or (c.probe == 0 and lost > 0):
-            c.probe = 0
+    if c.probing:
+        c.probe_calls += 1
+        c.probe_time += seconds
+        least_lost = ABORT * c.serial * n
+        if lost > (least_lost if least_lost > ABORT_SECONDS else ABORT_SECONDS):
+            c.probing = False
             back_off(c, lost, n)
+        elif c.probe_calls >= PROBE and c.probe_time >= PROBE_SECONDS:
+            c.probing = False
+            if lost > 0:
+                back_off(c, lost, n)
         return
     if lost > 0:
         back_off(c, lost, n)
-    elif seconds <= LATE * c.serial * n:
+        return
+    if seconds <= LATE * c.serial * n:
         c.penalty = PENALTY_DECAY * c.penalty if PENALTY_DECAY * c.penalty > 1 else 1
+    if c.unchecked >= RECHECK:
+        # Threads have done well for a while: measure the serial cost again,
+        # once the spinning threads have settled (not a failure).
+        c.checks += 1
+        c.backoff = SETTLE + MIN_BACKOFF * c.serial * n
+
+
+cdef void serial_call(SizeClass* c, double seconds, double per_element) noexcept nogil:
+    cdef bint settled = c.parallel_calls == 0 or c.serial_run >= SETTLE
+    c.serial_calls += 1
+    c.serial_run += seconds
+    if c.serial_calls <= WARMUP:
+        # The first call of a class may touch cold memory: the cheapest counts.
+        if c.serial == 0 or per_element < c.serial:
+            c.serial = per_element
+        if c.serial_calls == WARMUP:
+            start_probe(c)
+        return
+    if settled:
+        c.serial = running(c.serial, per_element)
+        c.unchecked = 0
+    elif per_element < c.serial:
+        c.serial = running(c.serial, per_element)
+    if c.backoff > 0:
+        c.backoff -= seconds
+        if c.backoff <= 0:
+            c.backoff = 0
+            start_probe(c)
 
 
 cdef void start_probe(SizeClass* c) noexcept nogil:
-    c.probe = PROBE
+    c.probing = True
+    c.probe_calls = 0
+    c.probe_time = 0
     c.parallel_time = 0
     c.parallel_elements = 0
 
@@ -199,7 +245,7 @@ def policy_reset():
     for kind in range(2):
         for d in range(2):
             for b in range(NCLASSES):
-                CLASSES[kind][d][b] = SizeClass(0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0)
+                CLASSES[kind][d][b] = SizeClass(0, 0, 0, 0, 1, 0, 0, 0, 0, False, 0, 0, 0, 0, 0, 0)
 
 
 def policy_state():
@@ -221,12 +267,13 @@ def policy_state():
                     "elements": (one << (b - 1), (one << b) - 1),
                     "mode": ("measuring" if c.serial_calls < WARMUP else
                              "serial (backing off)" if c.backoff > 0 else
-                             "probing" if c.probe > 0 else "threads"),
+                             "probing" if c.probing else "threads"),
                     "calls": c.calls,
                     "serial_calls": c.serial_calls,
                     "parallel_calls": c.parallel_calls,
                     "late_threads": c.late,
                     "no_faster": c.slow,
+                    "serial_checks": c.checks,
                     "serial_ns_per_element": 1e9 * c.serial,
                     "parallel_ns_per_element": (1e9 * c.parallel_time / c.parallel_elements
                                                 if c.parallel_elements else 0.0),
@@ -240,7 +287,10 @@ def _policy_call(Py_ssize_t itemsize, Py_ssize_t n, double seconds, bint many=Fa
     """Decide one default call of ``n`` elements as a step would and record
     that it took ``seconds``; returns 2 for threads, 1 for serial (tests)."""
     cdef Timed timed
-    cdef Py_ssize_t blocks = adapt(&timed, n, itemsize, 2, 0, many)
+    cdef Py_ssize_t blocks
+    if n <= 0 or not (isfinite(seconds) and seconds >= 0):
+        raise ValueError(f"n must be > 0 and seconds finite and >= 0, got {n} and {seconds}")
+    blocks = adapt(&timed, n, itemsize, 2, 0, many)
     if timed.cls != NULL:
         record(timed.cls, timed.parallel, seconds, n)
     return blocks
@@ -248,7 +298,10 @@ def _policy_call(Py_ssize_t itemsize, Py_ssize_t n, double seconds, bint many=Fa
 
 def _policy_next(Py_ssize_t itemsize, Py_ssize_t n, bint many=False):
     """Whether the next default call of ``n`` elements would run on threads (tests)."""
-    cdef SizeClass c = size_class(n, itemsize, many)[0]
+    cdef SizeClass c
+    if n <= 0:
+        raise ValueError(f"n must be > 0, got {n}")
+    c = size_class(n, itemsize, many)[0]
     c.calls += 1
     return threads_next(&c)
 

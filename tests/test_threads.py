@@ -168,8 +168,71 @@ def test_waking_the_threads_does_not_condemn_them(fresh_policy):
         return (PARALLEL + (2e-3 if asleep(history) else 0.0)) if parallel else SERIAL
     choices, mean = simulate(2000, cost)
     assert mean <= 0.6 * SERIAL
-    assert sum(choices[-640:]) == 630  # threads, but for the serial refresh every 64th call
+    # Threads, but for the serial refresh every 64th call and a settled
+    # serial measurement every 0.5 s of parallel work.
+    assert sum(choices[-640:]) >= 600
     assert big_class()["mode"] == "threads"
+
+
+class Spin:
+    """A machine whose idle OpenMP threads spin for SPIN seconds after a
+    parallel call: a serial call meanwhile costs ``slowed`` x its price, and
+    the first parallel call after they stopped costs ``wake`` more."""
+
+    SPIN = 8e-3
+
+    def __init__(self, serial, parallel, wake=0.0, slowed=1.0):
+        self.serial, self.parallel, self.wake, self.slowed = serial, parallel, wake, slowed
+        self.since_parallel = float("inf")  # seconds since the last parallel call ended
+
+    def __call__(self, parallel, history):
+        if parallel:
+            seconds = self.parallel() if callable(self.parallel) else self.parallel
+            if self.since_parallel >= self.SPIN:
+                seconds += self.wake
+            self.since_parallel = 0.0
+        else:
+            seconds = self.serial * (self.slowed if self.since_parallel < self.SPIN else 1.0)
+            self.since_parallel += seconds
+        return seconds
+
+
+def test_waking_the_threads_of_a_small_class_does_not_condemn_them(fresh_policy):
+    # 100,000 float32 elements: 25 us on one thread, 14 us on two, and
+    # 200 us to wake the threads after they stopped spinning.
+    _, mean = simulate(20_000, Spin(25e-6, 14e-6, wake=200e-6))
+    assert mean <= 0.65 * 25e-6
+
+
+def test_serial_calls_next_to_spinning_threads_do_not_raise_the_serial_estimate(fresh_policy):
+    # Serial calls cost twice as much while the idle threads spin; then the
+    # machine gets busy and threads cost 1.5x a settled serial call.
+    spin = Spin(SERIAL, PARALLEL, slowed=2.0)
+    simulate(2000, spin)
+    spin.parallel = 1.5 * SERIAL
+    _, mean = simulate(3000, spin)
+    assert mean <= 1.1 * SERIAL
+
+
+@pytest.mark.parametrize("warm_up", [(SERIAL, 30 * SERIAL), (20 * SERIAL, 20 * SERIAL)])
+def test_a_cold_warm_up_does_not_keep_threads_that_cost_more(fresh_policy, warm_up):
+    # The class's first calls touched cold memory (a second tensor's first
+    # step, say); threads then cost 1.5x a serial call.
+    for seconds in warm_up:
+        assert _kernel._policy_call(ITEMSIZE, BIG, seconds) == 1
+    _, mean = simulate(5000, lambda parallel, history: 1.5 * SERIAL if parallel else SERIAL)
+    assert mean <= 1.1 * SERIAL
+
+
+@pytest.mark.parametrize("n, seconds", [(0, 1e-3), (-1, 1e-3), (BIG, float("nan")),
+                                        (BIG, float("inf")), (BIG, -1e-3)])
+def test_the_test_hooks_refuse_what_no_call_can_measure(fresh_policy, n, seconds):
+    with pytest.raises(ValueError):
+        _kernel._policy_call(ITEMSIZE, n, seconds)
+    assert _kernel.policy_state() == []
+    if n <= 0:
+        with pytest.raises(ValueError):
+            _kernel._policy_next(ITEMSIZE, n)
 
 
 def test_a_quiet_machine_keeps_threads_and_refreshes_the_serial_estimate(fresh_policy):
