@@ -59,20 +59,21 @@ cdef extern from *:
     static int adamax_cy_lead_variant(const void* p, const void* g, const void* m,
                                       const void* u) {
         const uintptr_t at[4] = {(uintptr_t)p, (uintptr_t)m, (uintptr_t)u, (uintptr_t)g};
+        uintptr_t back[3][3];  /* [written y][other x]: y's store x's load meets, bytes back */
         int best = 0, fewest = 1 << 30;
         if (!ADAMAX_CY_LEAD) return 0;
+        for (int y = 0; y < 3; y++)
+            for (int x = 0, j = 0; x < 4; x++)
+                if (x != y) back[y][j++] = (at[y] - at[x]) & 4095;
         for (int v = 0; v < ADAMAX_CY_VARIANTS; v++) {
             int pairs = 0;
-            for (int y = 0; y < 3; y++) {  /* the written arrays */
+            for (int y = 0; y < 3; y++) {
                 uintptr_t after = (uintptr_t)ADAMAX_CY_DELAYS[v][y] * ADAMAX_CY_VB;
-                for (int x = 0; x < 4; x++) {
-                    uintptr_t d = (at[y] - at[x]) & 4095;  /* y's store of x's load, d bytes back */
-                    if (x != y && d > after && d - after < (ADAMAX_CY_RECENT + 1) * ADAMAX_CY_VB)
-                        pairs++;
-                }
+                for (int j = 0; j < 3; j++)
+                    pairs += (back[y][j] > after)
+                             & (back[y][j] - after < (ADAMAX_CY_RECENT + 1) * ADAMAX_CY_VB);
             }
             if (pairs < fewest) { fewest = pairs; best = v; }
-            if (fewest == 0) break;
         }
         return best;
     }
