@@ -104,9 +104,10 @@ cdef extern from *:
             ring[(k) % (D ? D : 1)] = value;                                                   \\
         }
 
-    /* Elements [0, done) of a step, done a multiple of the period (0 when n
+    /* Elements [0, done) of a step, done a multiple of the vector (0 when n
        is under two periods): the stores of p, m and u trail by DP, DM, DU
-       vectors. Each vector's loads come before its turn of stores. */
+       vectors, period by period; each vector's loads come before its turn
+       of stores. */
     #define ADAMAX_CY_LEAD_LOOP(NAME, T, VT, VI, ABS, DP, DM, DU, TORCH)                      \\
     static Py_ssize_t NAME(T* p, const T* g, T* m, T* u, Py_ssize_t n, T beta1, T omb1,        \\
                            T beta2, T eps, T step_size) {                                      \\
@@ -138,6 +139,12 @@ cdef extern from *:
             if (k >= L - DP) *(VT*)(p + i + (k - L) * W) = rp[k % (DP ? DP : 1)];              \\
             if (k >= L - DM) *(VT*)(m + i + (k - L) * W) = rm[k % (DM ? DM : 1)];              \\
             if (k >= L - DU) *(VT*)(u + i + (k - L) * W) = ru[k % (DU ? DU : 1)];              \\
+        }                                                                                      \\
+        for (; i + W <= n; i += W) {  /* the whole vectors left, stored at once */             \\
+            ADAMAX_CY_LEAD_VECTOR(VT, VI, TORCH, i)                                            \\
+            *(VT*)(p + i) = theta;                                                             \\
+            *(VT*)(m + i) = m_t;                                                               \\
+            *(VT*)(u + i) = u_t;                                                               \\
         }                                                                                      \\
         return i;                                                                              \\
     }
