@@ -13,13 +13,16 @@ from adamax_cy._loops cimport Coefficients, Loops
 # address equals, modulo 4096, that of a store still in flight waits for it
 # ("4K aliasing"): in the plain loop a load of x[i] stalls on the store of
 # y[i - d] when y - x = d * itemsize (mod 4096) is a few vectors, which
-# arrays allocated one after another often are. These loops hold each
-# vector's results for D vectors (D per written array) before storing them,
-# so a load never meets a recent store d < D vectors back, and
-# lead_variant picks, per quadruple, the plain loop or the variant with
-# the fewest such pairs. The vectors are GCC/Clang vector extensions of the
-# level's width, element by element the operations of update_loop in the
-# same order: the same results as the plain loop, bit for bit.
+# arrays allocated one after another often are (param, grad, m, u a little
+# less than a multiple of 4096 bytes apart: the stores of param meet the
+# loads of grad, m and u, those of m the loads of u; a little more: the
+# other way round). These loops hold each vector's results for D vectors
+# (D per written array) before storing them, so that a load never meets a
+# store of fewer than D vectors back, and lead_variant picks, per
+# quadruple, the plain loop or the variant with the fewest recent such
+# pairs. The vectors are GCC/Clang vector extensions of the level's width,
+# element by element the operations of update_loop in the same order: the
+# same results as the plain loop, bit for bit.
 cdef extern from *:
     """
     #include <stdint.h>
