@@ -45,6 +45,10 @@ cdef extern from *:
     typedef int32_t adamax_cy_vfi __attribute__((vector_size(ADAMAX_CY_VB), aligned(4)));
     typedef double adamax_cy_vd __attribute__((vector_size(ADAMAX_CY_VB), aligned(8)));
     typedef int64_t adamax_cy_vdi __attribute__((vector_size(ADAMAX_CY_VB), aligned(8)));
+    typedef float adamax_cy_hf __attribute__((vector_size(ADAMAX_CY_VB / 2), aligned(4)));
+    typedef int32_t adamax_cy_hfi __attribute__((vector_size(ADAMAX_CY_VB / 2), aligned(4)));
+    typedef double adamax_cy_hd __attribute__((vector_size(ADAMAX_CY_VB / 2), aligned(8)));
+    typedef int64_t adamax_cy_hdi __attribute__((vector_size(ADAMAX_CY_VB / 2), aligned(8)));
     #else
     #define ADAMAX_CY_LEAD 0
     #define ADAMAX_CY_VB 16
@@ -107,20 +111,34 @@ cdef extern from *:
             ring[(k) % (D ? D : 1)] = value;                                                   \\
         }
 
-    /* Elements [0, done) of a step, done a multiple of the vector (0 when n
-       is under two periods): the stores of p, m and u trail by DP, DM, DU
-       vectors, period by period; each vector's loads come before its turn
-       of stores. */
-    #define ADAMAX_CY_LEAD_LOOP(NAME, T, VT, VI, ABS, DP, DM, DU, TORCH)                      \\
+    /* The vector constants of a step, for vectors of type VT. */
+    #define ADAMAX_CY_LEAD_CONSTANTS(VT, VI, ABS)                                              \\
+        const VT vbeta1 = (VT){0} + beta1, vomb1 = (VT){0} + omb1, vbeta2 = (VT){0} + beta2;   \\
+        const VT veps = (VT){0} + eps, vstep = (VT){0} + step_size;                            \\
+        const VI magnitude = (VI){0} + ABS;
+
+    /* Elements [0, done) of a step (0 when n is under two periods), done
+       within half a vector of n: the stores of p, m and u trail by DP, DM,
+       DU vectors, period by period; each vector's loads come before its
+       turn of stores. A last half vector (HVT) is loaded first and stored
+       last. */
+    #define ADAMAX_CY_LEAD_LOOP(NAME, T, VT, VI, HVT, HVI, ABS, DP, DM, DU, TORCH)            \\
     static Py_ssize_t NAME(T* p, const T* g, T* m, T* u, Py_ssize_t n, T beta1, T omb1,        \\
                            T beta2, T eps, T step_size) {                                      \\
         enum { W = ADAMAX_CY_VB / sizeof(T), L = ADAMAX_CY_PERIOD };                             \\
-        const VT vbeta1 = (VT){0} + beta1, vomb1 = (VT){0} + omb1, vbeta2 = (VT){0} + beta2;   \\
-        const VT veps = (VT){0} + eps, vstep = (VT){0} + step_size;                            \\
-        const VI magnitude = (VI){0} + ABS;                                                    \\
+        ADAMAX_CY_LEAD_CONSTANTS(VT, VI, ABS)                                                  \\
         VT rp[DP ? DP : 1], rm[DM ? DM : 1], ru[DU ? DU : 1];                                  \\
-        Py_ssize_t i, k;                                                                       \\
+        HVT half_theta = {0}, half_m = {0}, half_u = {0};                                      \\
+        Py_ssize_t i, k, whole = n / W * W;                                                    \\
+        int half = n - whole >= W / 2;                                                         \\
         if (n < 2 * L * W) return 0;                                                           \\
+        if (half) {                                                                            \\
+            ADAMAX_CY_LEAD_CONSTANTS(HVT, HVI, ABS)                                            \\
+            ADAMAX_CY_LEAD_VECTOR(HVT, HVI, TORCH, whole)                                      \\
+            half_theta = theta;                                                                \\
+            half_m = m_t;                                                                      \\
+            half_u = u_t;                                                                      \\
+        }                                                                                      \\
         ADAMAX_CY_UNROLL                                                                       \\
         for (k = 0; k < L; k++) {  /* the first period: nothing held yet */                    \\
             ADAMAX_CY_LEAD_VECTOR(VT, VI, TORCH, k * W)                                        \\
@@ -143,21 +161,25 @@ cdef extern from *:
             if (k >= L - DM) *(VT*)(m + i + (k - L) * W) = rm[k % (DM ? DM : 1)];              \\
             if (k >= L - DU) *(VT*)(u + i + (k - L) * W) = ru[k % (DU ? DU : 1)];              \\
         }                                                                                      \\
-        for (; i + W <= n; i += W) {  /* the whole vectors left, stored at once */             \\
+        for (; i < whole; i += W) {  /* the whole vectors left, stored at once */              \\
             ADAMAX_CY_LEAD_VECTOR(VT, VI, TORCH, i)                                            \\
             *(VT*)(p + i) = theta;                                                             \\
             *(VT*)(m + i) = m_t;                                                               \\
             *(VT*)(u + i) = u_t;                                                               \\
         }                                                                                      \\
-        return i;                                                                              \\
+        if (!half) return whole;                                                               \\
+        *(HVT*)(p + whole) = half_theta;                                                       \\
+        *(HVT*)(m + whole) = half_m;                                                           \\
+        *(HVT*)(u + whole) = half_u;                                                           \\
+        return whole + W / 2;                                                                  \\
     }
-    #define ADAMAX_CY_LEAD_LOOPS(T, VT, VI, ABS, S)                                           \\
-    ADAMAX_CY_LEAD_LOOP(adamax_cy_lead##S##_1s, T, VT, VI, ABS, 12, 4, 0, 0)                  \\
-    ADAMAX_CY_LEAD_LOOP(adamax_cy_lead##S##_1t, T, VT, VI, ABS, 12, 4, 0, 1)                  \\
-    ADAMAX_CY_LEAD_LOOP(adamax_cy_lead##S##_2s, T, VT, VI, ABS, 0, 4, 12, 0)                  \\
-    ADAMAX_CY_LEAD_LOOP(adamax_cy_lead##S##_2t, T, VT, VI, ABS, 0, 4, 12, 1)                  \\
-    ADAMAX_CY_LEAD_LOOP(adamax_cy_lead##S##_3s, T, VT, VI, ABS, 6, 6, 6, 0)                   \\
-    ADAMAX_CY_LEAD_LOOP(adamax_cy_lead##S##_3t, T, VT, VI, ABS, 6, 6, 6, 1)                   \\
+    #define ADAMAX_CY_LEAD_LOOPS(T, VT, VI, HVT, HVI, ABS, S)                                 \\
+    ADAMAX_CY_LEAD_LOOP(adamax_cy_lead##S##_1s, T, VT, VI, HVT, HVI, ABS, 12, 4, 0, 0)        \\
+    ADAMAX_CY_LEAD_LOOP(adamax_cy_lead##S##_1t, T, VT, VI, HVT, HVI, ABS, 12, 4, 0, 1)        \\
+    ADAMAX_CY_LEAD_LOOP(adamax_cy_lead##S##_2s, T, VT, VI, HVT, HVI, ABS, 0, 4, 12, 0)        \\
+    ADAMAX_CY_LEAD_LOOP(adamax_cy_lead##S##_2t, T, VT, VI, HVT, HVI, ABS, 0, 4, 12, 1)        \\
+    ADAMAX_CY_LEAD_LOOP(adamax_cy_lead##S##_3s, T, VT, VI, HVT, HVI, ABS, 6, 6, 6, 0)         \\
+    ADAMAX_CY_LEAD_LOOP(adamax_cy_lead##S##_3t, T, VT, VI, HVT, HVI, ABS, 6, 6, 6, 1)         \\
     static Py_ssize_t adamax_cy_lead##S(int variant, int torch, T* p, const T* g, T* m, T* u,   \\
                                         Py_ssize_t n, T beta1, T omb1, T beta2, T eps,         \\
                                         T step_size) {                                         \\
@@ -171,8 +193,10 @@ cdef extern from *:
         default: return 0;                                                                     \\
         }                                                                                      \\
     }
-    ADAMAX_CY_LEAD_LOOPS(float, adamax_cy_vf, adamax_cy_vfi, 0x7fffffff, 32)
-    ADAMAX_CY_LEAD_LOOPS(double, adamax_cy_vd, adamax_cy_vdi, 0x7fffffffffffffffLL, 64)
+    ADAMAX_CY_LEAD_LOOPS(float, adamax_cy_vf, adamax_cy_vfi, adamax_cy_hf, adamax_cy_hfi,
+                         0x7fffffff, 32)
+    ADAMAX_CY_LEAD_LOOPS(double, adamax_cy_vd, adamax_cy_vdi, adamax_cy_hd, adamax_cy_hdi,
+                         0x7fffffffffffffffLL, 64)
     #else
     static Py_ssize_t adamax_cy_lead32(int variant, int torch, float* p, const float* g, float* m,
                                        float* u, Py_ssize_t n, float beta1, float omb1,
