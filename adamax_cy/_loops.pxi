@@ -414,12 +414,16 @@ cdef inline Py_ssize_t lead_range(
 
 cdef void update32(float* param, const float* grad, float* m, float* u,
                    Py_ssize_t start, Py_ssize_t stop, const Coefficients* k) noexcept nogil:
-    update_range(param, grad, m, u, lead_range(param, grad, m, u, start, stop, k), stop, k)
+    start = lead_range(param, grad, m, u, start, stop, k)
+    if start < stop:
+        update_range(param, grad, m, u, start, stop, k)
 
 
 cdef void update64(double* param, const double* grad, double* m, double* u,
                    Py_ssize_t start, Py_ssize_t stop, const Coefficients* k) noexcept nogil:
-    update_range(param, grad, m, u, lead_range(param, grad, m, u, start, stop, k), stop, k)
+    start = lead_range(param, grad, m, u, start, stop, k)
+    if start < stop:
+        update_range(param, grad, m, u, start, stop, k)
 
 
 cdef void floor32(float* param, const float* grad, float* m, float* u,
