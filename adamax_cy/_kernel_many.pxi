@@ -3,6 +3,10 @@
 # elements; the checked step (step_many), its checks alone
 # (check_many_fast) and the trusting step (update_many).
 
+cdef extern from "Python.h":
+    void incref "Py_INCREF"(PyObject*)
+    void decref "Py_DECREF"(PyObject*)
+
 cdef void many_blocks(
     floating* dtype_tag,
     const uintptr_t* params,
@@ -88,7 +92,7 @@ cdef Py_ssize_t run_many(object params, object grads, object ms, object us,
     # length) in one call. With ``check``, the fast checks come first and 0
     # is returned (nothing written) when one fails; returns 1 when the step
     # was done (or, without ``update``, when the checks passed).
-    cdef Py_ssize_t count, i, j, n, nbytes, nspans = 0
+    cdef Py_ssize_t count, i, j, n, nbytes, nspans = 0, held = 0
     cdef int typenum
     cdef Table tables[2]
     cdef PyObject* p
@@ -101,25 +105,26 @@ cdef Py_ssize_t run_many(object params, object grads, object ms, object us,
     cdef PyObject** G
     cdef PyObject** M
     cdef PyObject** U
+    cdef PyObject** hold
     cdef char* memory
-    # While the GIL is released another thread may change the caller's lists:
-    # tuples of the arrays own a reference to each (and so to its memory)
-    # until the step is done. A tuple is its own copy.
-    params, grads, ms, us = tuple(params), tuple(grads), tuple(ms), tuple(us)
     count = len(params)
     if len(grads) != count or len(ms) != count or len(us) != count:
         raise ValueError("the four sequences differ in length")
-    # Borrowed references from those tuples: nothing in the loop below can run Python code.
+    # Borrowed references from the sequences: nothing below runs Python code
+    # until the GIL is released, when another thread may change the caller's
+    # lists; by then ``hold`` owns a reference to each array (and so to its memory).
     P = PySequence_Fast_ITEMS(params)
     G = PySequence_Fast_ITEMS(grads)
     M = PySequence_Fast_ITEMS(ms)
     U = PySequence_Fast_ITEMS(us)
     memory = <char*>PyMem_Malloc(
-        tables_bytes(count) + (8 * count * sizeof(Interval) if check else 0) + 1)
+        tables_bytes(count) + (8 * count * sizeof(Interval) if check else 0)
+        + (4 * count * sizeof(PyObject*) if update else 0) + 1)
     if memory == NULL:
         raise MemoryError()
+    spans = <Interval*>lay_out_tables(tables, memory, count)
+    hold = <PyObject**>(spans + (8 * count if check else 0))
     try:
-        spans = <Interval*>lay_out_tables(tables, memory, count)
         for j in range(count):
             p = P[j]
             g = G[j]
@@ -158,10 +163,20 @@ cdef Py_ssize_t run_many(object params, object grads, object ms, object us,
             return 0
         if not update:
             return 1
+        for j in range(count):
+            hold[held] = P[j]
+            hold[held + 1] = G[j]
+            hold[held + 2] = M[j]
+            hold[held + 3] = U[j]
+            for i in range(held, held + 4):
+                incref(hold[i])
+            held += 4
         with nogil:
             run_tables(tables, k, threads)
         return 1
     finally:
+        for i in range(held):
+            decref(hold[i])
         PyMem_Free(memory)
 
 

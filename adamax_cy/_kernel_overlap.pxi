@@ -89,7 +89,7 @@ cdef inline Interval interval(PyObject* a, Py_ssize_t nbytes, bint written) noex
 cdef Py_ssize_t RADIX_FROM = 64
 # The most runs of intervals in address order that by_runs merges.
 cdef enum:
-    MAX_RUNS = 16
+    MAX_RUNS = 64
 
 
 cdef inline bint sweep_one(const Interval* s, uintptr_t* stop_any,

@@ -241,7 +241,9 @@ def test_many_overlap_check_on_many_arrays_in_any_order(seed):
 # The layouts in memory that the overlap checks of step_many meet: each has
 # its own path (runs in quadruple order, runs in sequence order, runs merged
 # block by block, a comparison sort for few arrays, a radix sort for many).
-LAYOUTS = ("quadruples", "sequences", "blocks", "shuffled", "descending")
+# "many blocks" is tens of runs, as arrays allocated in turn with freed
+# temporaries between them often are.
+LAYOUTS = ("quadruples", "sequences", "blocks", "many blocks", "shuffled", "descending")
 
 
 def cut(layout, lengths, rng, dtype=np.float64):
@@ -251,8 +253,8 @@ def cut(layout, lengths, rng, dtype=np.float64):
     slots = [(j, r) for j in range(count) for r in range(4)]
     if layout == "sequences":
         slots = [(j, r) for r in range(4) for j in range(count)]
-    elif layout == "blocks":
-        blocks = np.array_split(np.arange(len(slots)), 6)
+    elif layout in ("blocks", "many blocks"):
+        blocks = np.array_split(np.arange(len(slots)), 6 if layout == "blocks" else 24)
         slots = [slots[i] for b in rng.permutation(len(blocks)) for i in blocks[b]]
     elif layout == "shuffled":
         slots = [slots[i] for i in rng.permutation(len(slots))]
@@ -288,7 +290,7 @@ def refused_unchanged(buffer, lists):
     return done is False
 
 
-@pytest.mark.parametrize("count", [5, 60])
+@pytest.mark.parametrize("count", [5, 60, 300])
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_many_finds_one_overlap_hidden_among_disjoint_arrays(layout, count):
     rng = np.random.default_rng(count)

@@ -222,3 +222,29 @@ def test_labels_replace_indices_in_messages():
     grads[1] = grads[1][:3]
     with pytest.raises(ValueError, match="'fc.bias': shape mismatch"):
         check_many(params, grads, ms, us, labels=["a", "'fc.bias'", "c", "d"])
+
+
+@pytest.mark.parametrize("sequence", [list, tuple])
+@pytest.mark.parametrize("spoil", [None, "overlap", "dtype"])
+def test_a_call_keeps_no_reference_to_the_arrays(sequence, spoil):
+    import sys
+
+    from adamax_cy import _kernel
+
+    arrays = [np.ones(n, dtype) for n, dtype in ((3, np.float32), (70, np.float64),
+                                                 (0, np.float32)) for _ in range(4)]
+    quads = [arrays[4 * j: 4 * j + 4] for j in range(3)]
+    if spoil == "overlap":
+        quads[1][2] = quads[1][0]
+    elif spoil == "dtype":
+        quads[0][3] = np.ones(3, np.int64)
+    seqs = [sequence(q[i] for q in quads) for i in range(4)]
+    before = [sys.getrefcount(a) for q in quads for a in q]
+    kw = dict(t=3, lr=0.002, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
+              decoupled_weight_decay=False, maximize=False, convention="spec", num_threads=1)
+    done = _kernel.step_many(*seqs, *kw.values())
+    assert done == (spoil is None)
+    assert _kernel.check_many_fast(*seqs) == (spoil is None)
+    if spoil is None:
+        _kernel.update_many(*[list(s) for s in seqs], **kw)
+    assert [sys.getrefcount(a) for q in quads for a in q] == before
