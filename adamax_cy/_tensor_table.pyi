@@ -8,7 +8,10 @@ class TensorTable:
     unchecked: bool
     stale: list[int]
     to_copy: list[int]
-    def __init__(self, params: list[Any], to_dlpack: Callable[[Any], Any]) -> None: ...
+    exchange: bool
+    def __init__(
+        self, params: list[Any], tensor_type: type, to_dlpack: Callable[[Any], Any], exchange: bool = True
+    ) -> None: ...
     def set_entry(
         self,
         j: int,

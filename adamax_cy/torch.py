@@ -34,6 +34,12 @@ __all__ = ["Adamax"]
 TORCH_ONLY_OPTIONS = {"foreach": None, "differentiable": False, "capturable": False}
 
 
+#: Whether the compiled tables export tensors through torch's DLPack C
+#: exchange API where torch has one (torch >= 2.10: a C call per tensor)
+#: rather than through ``to_dlpack`` capsules (a Python call each).
+_DLPACK_EXCHANGE = True
+
+
 class _NotForTable(Exception):
     """A parameter the group's compiled table does not take: the group takes the general path."""
 
@@ -47,7 +53,8 @@ class _GroupPlan:
         self.where = where
         self.new_states = new_states  # the optimizer's record of the states a step created
         params = list(group["params"])
-        self.table = _tensor_table.TensorTable(params, torch.utils.dlpack.to_dlpack)
+        self.table = _tensor_table.TensorTable(params, torch.Tensor, torch.utils.dlpack.to_dlpack,
+                                                _DLPACK_EXCHANGE)
 
     def gather(self, params: list[torch.Tensor], state_of: dict[torch.Tensor, Any]) -> int:
         """The table's gather, with what changed checked and recorded; -1 for a new table."""
