@@ -36,6 +36,26 @@ def _step_count(value: float, where: str) -> None:
         )
 
 
+def _is_counter(step: Any) -> bool:
+    """Whether a state's ``step`` is a counter kept as it is: a one-element real CPU tensor.
+
+    torch keeps a loaded counter of any real dtype and advances it in place
+    in that dtype (an int64 one exactly, a float16 one up to 2048); the
+    table takes float32 and float64 ones, the general path the others.
+    """
+    return (type(step) is torch.Tensor and step.numel() == 1 and step.device.type == "cpu"
+            and step.layout is torch.strided and not step.is_inference()
+            and not step.is_complex() and step.dtype is not torch.bool)
+
+
+def _counter_value(step: torch.Tensor) -> float:
+    """The count before this step, as torch reads it: one less than the count after it in the
+    counter's dtype (a float16 counter at 2048 stays at 2048)."""
+    if step.dtype in SUPPORTED_DTYPES:
+        return step.item()
+    return (step.detach() + 1).item() - 1
+
+
 def _check_tensor(t: torch.Tensor, name: str, where: str, written: bool = True) -> None:
     if written and t.is_inference():
         raise ValueError(

@@ -21,8 +21,8 @@ from ._defaults import BETA1, BETA2, EPS, LR
 from . import _tensor_table
 from ._torch_general import _GeneralStep
 from ._torch_tensors import (
-    SUPPORTED_DTYPES, _check_disjoint, _check_tensor, _for_table, _grad_tensor, _scalar_dtype,
-    _step_count,
+    SUPPORTED_DTYPES, _check_disjoint, _check_tensor, _for_table, _grad_tensor, _is_counter,
+    _scalar_dtype, _step_count,
 )
 from ._validation import check_betas, check_convention, check_num_threads, check_options
 
@@ -611,9 +611,10 @@ def _new_entry(plan: _GroupPlan, j: int, p: torch.Tensor, state: dict[str, Any],
         if missing:
             raise ValueError(f"{where}: the state lacks {sorted(missing)}")
         step = state["step"]
-        if not (isinstance(step, torch.Tensor) and step.numel() == 1 and step.dtype in SUPPORTED_DTYPES
-                and step.device.type == "cpu" and step.layout is torch.strided
-                and not step.is_inference()):
+        if _is_counter(step):
+            if step.dtype not in SUPPORTED_DTYPES:  # kept, as torch keeps it: the general path
+                raise _NotForTable(where)
+        else:
             step = torch.tensor(float(step), dtype=_scalar_dtype())  # a number, say
         exp_avg, exp_inf = state["exp_avg"], state["exp_inf"]
         for name, t in (("exp_avg", exp_avg), ("exp_inf", exp_inf)):
