@@ -16,7 +16,7 @@ from torch.optim.adamax import adamax as torch_adamax
 
 from ._defaults import MAX_STEP
 from ._torch_tensors import (
-    SUPPORTED_DTYPES, _KERNEL_DTYPE_SET, _check_disjoint, _check_tensor, _counter_value,
+    SUPPORTED_DTYPES, _KERNEL_DTYPE_SET, _check_disjoint, _check_tensor, _counter_address, _counter_value,
     _dense_layout, _dtensor_type, _flat, _for_table, _is_counter, _is_plain, _same_layout,
     _scalar_dtype, _step_count,
 )
@@ -46,10 +46,17 @@ class _GeneralStep:
         self.indices: list[int] = []  # of the parameters in written
         self.torch_lists: tuple[list[torch.Tensor], ...] = ([], [], [], [], [])
 
-    def add(self, j: int, p: torch.Tensor, g: torch.Tensor, state: dict[str, Any]) -> bool:
-        """Route parameter ``j``, ``p``; whether the table would take it (and its state) as it is."""
+    def add(self, j: int, p: torch.Tensor, g: torch.Tensor, state: dict[str, Any],
+            shared: set[int] | frozenset[int] = frozenset()) -> bool:
+        """Route parameter ``j``, ``p``; whether the table would take it (and its state) as it is.
+
+        ``shared``: the addresses of counters other parameters' states hold
+        too (see ``_shared_counters``); such a parameter takes torch's
+        implementation.
+        """
         views = None
-        if self.options is not None and p.dtype in _KERNEL_DTYPE_SET and p.is_cpu:
+        if (self.options is not None and p.dtype in _KERNEL_DTYPE_SET and p.is_cpu
+                and not (shared and _counter_address(state["step"]) in shared)):
             views = self._local(p, g, state["exp_avg"], state["exp_inf"])
         if views is None:
             where = f"{self.where}['params'][{j}]"

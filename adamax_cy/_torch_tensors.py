@@ -56,6 +56,29 @@ def _counter_value(step: torch.Tensor) -> float:
     return (step.detach() + 1).item() - 1
 
 
+def _shared_counters(steps: Sequence[Any]) -> set[int]:
+    """The addresses of the counters among ``steps`` that more than one state holds.
+
+    torch advances such a counter once per parameter, in order (or all
+    first, with ``foreach=True``), each parameter reading its own count:
+    their parameters take torch's implementation.
+    """
+    seen: set[int] = set()
+    shared: set[int] = set()
+    for step in steps:
+        address = _counter_address(step)
+        if address is not None:
+            (shared if address in seen else seen).add(address)
+    return shared
+
+
+def _counter_address(step: Any) -> int | None:
+    """Where a CPU counter tensor keeps its count (None for anything else)."""
+    if isinstance(step, torch.Tensor) and step.device.type == "cpu" and step.numel():
+        return step.data_ptr()
+    return None
+
+
 def _check_tensor(t: torch.Tensor, name: str, where: str, written: bool = True) -> None:
     if written and t.is_inference():
         raise ValueError(

@@ -22,7 +22,7 @@ from . import _tensor_table
 from ._torch_general import _GeneralStep
 from ._torch_tensors import (
     SUPPORTED_DTYPES, _check_disjoint, _check_tensor, _for_table, _grad_tensor, _is_counter,
-    _scalar_dtype, _step_count,
+    _scalar_dtype, _shared_counters, _step_count,
 )
 from ._validation import check_betas, check_convention, check_num_threads, check_options
 
@@ -406,7 +406,10 @@ class Adamax(torch.optim.Optimizer):
         if found == 0:
             return None
         if plan.table.unchecked:
-            _check_disjoint(plan.table.written(), where)
+            written = plan.table.written()
+            _check_disjoint(written, where)
+            if _shared_counters([self.state[ts[0]]["step"] for ts in written]):
+                return self._prepare_general(i, group)
             plan.table.mark_checked()
             self._groups_disjoint = False
         try:
@@ -438,6 +441,8 @@ class Adamax(torch.optim.Optimizer):
         work = _GeneralStep(group, options, self.convention, self.num_threads, where)
         simple = True
         state_of = self.state
+        stepped = [p for p in group["params"] if p.grad is not None]
+        shared = _shared_counters([state_of[p].get("step") for p in stepped if state_of.get(p)])
         for j, p in enumerate(group["params"]):
             g = p.grad
             if g is None:
@@ -448,7 +453,7 @@ class Adamax(torch.optim.Optimizer):
             state = state_of.get(p)
             if not state:
                 state = self._new_state(p, group)
-            simple = work.add(j, p, g, state) and simple
+            simple = work.add(j, p, g, state, shared) and not shared and simple
         if simple:
             self._general.pop(i, None)
         else:

@@ -43,3 +43,30 @@ def test_a_counter_of_another_dtype_is_kept_and_advanced_as_torch_does(step_dtyp
     assert counter.dtype == theirs.state[q]["step"].dtype == step_dtype
     assert torch.equal(counter, theirs.state[q]["step"])
     torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-13, atol=0)
+
+
+def shared_twins(foreach, dtype=torch.float64):
+    """Both optimizers over three parameters, the first and last sharing one counter."""
+    out = []
+    for cls in (Adamax, torch.optim.Adamax):
+        gen = torch.Generator().manual_seed(5)
+        ps = [torch.nn.Parameter(torch.randn(4, generator=gen, dtype=dtype)) for _ in range(3)]
+        opt = cls(ps, lr=0.1, betas=(0.5, 0.999), foreach=foreach)
+        for p in ps:
+            p.grad = torch.randn(4, generator=gen, dtype=dtype)
+        opt.step()
+        opt.state[ps[2]]["step"] = opt.state[ps[0]]["step"]
+        out.append((ps, opt))
+    return out
+
+
+@pytest.mark.parametrize("foreach", [None, False, True])
+def test_a_counter_shared_by_two_parameters_is_advanced_once_for_each_as_torch_does(foreach):
+    (ps, ours), (qs, theirs) = shared_twins(foreach)
+    for _ in range(3):
+        ours.step()
+        theirs.step()
+    assert ours.state[ps[2]]["step"] is ours.state[ps[0]]["step"]
+    for p, q in zip(ps, qs):
+        assert torch.equal(ours.state[p]["step"], theirs.state[q]["step"])
+        torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-13, atol=0)
