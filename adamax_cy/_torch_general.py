@@ -16,9 +16,9 @@ from torch.optim.adamax import adamax as torch_adamax
 
 from ._defaults import MAX_STEP
 from ._torch_tensors import (
-    SUPPORTED_DTYPES, _KERNEL_DTYPE_SET, _check_disjoint, _check_tensor, _counter_address, _counter_value,
-    _dense_layout, _dtensor_type, _flat, _for_table, _is_counter, _is_plain, _same_layout,
-    _scalar_dtype, _step_count,
+    SUPPORTED_DTYPES, _KERNEL_DTYPE_SET, MismatchError, _check_disjoint, _check_tensor,
+    _counter_address, _counter_value, _dense_layout, _dtensor_type, _flat, _for_table, _is_counter,
+    _is_plain, _same_layout, _scalar_dtype, _step_count,
 )
 from .api import adamax_step_many
 
@@ -61,11 +61,11 @@ class _GeneralStep:
         if views is None:
             where = f"{self.where}['params'][{j}]"
             if g.shape != p.shape:
-                raise ValueError(f"{where}: the gradient does not match the parameter's shape")
+                raise MismatchError(f"{where}: the gradient does not match the parameter's shape")
             for name in ("exp_avg", "exp_inf"):
                 t = state[name]
                 if not isinstance(t, torch.Tensor) or t.shape != p.shape or t.dtype != p.dtype:
-                    raise ValueError(f"{where}: state[{name!r}] does not match the parameter's shape and dtype")
+                    raise MismatchError(f"{where}: state[{name!r}] does not match the parameter's shape and dtype")
             if self.convention != "torch":
                 raise ValueError(
                     f"{self.where}['params'][{j}]: this parameter ({p.dtype} on {p.device}) is "

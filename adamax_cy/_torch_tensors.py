@@ -22,6 +22,24 @@ KERNEL_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128
 _KERNEL_DTYPE_SET = frozenset(KERNEL_DTYPES)
 
 
+class MismatchError(ValueError, RuntimeError):
+    """A tensor of a step that does not fit its parameter (shape, dtype, an inference tensor).
+
+    A ValueError, as adamax_cy reports a value out of place, and the
+    RuntimeError ``torch.optim.Adamax`` raises for the same input.
+    """
+
+
+class MissingStateError(ValueError, KeyError):
+    """A parameter's state lacks an entry: a ValueError, and the KeyError torch raises."""
+
+    __str__ = BaseException.__str__  # the message, not KeyError's repr of it
+
+
+class BetasLengthError(ValueError, IndexError):
+    """``betas`` with fewer than two items: a ValueError, and the IndexError torch raises."""
+
+
 def _scalar_dtype() -> torch.dtype:
     # Where torch.optim keeps its step counters (float64 under a float64 default dtype).
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
@@ -81,7 +99,7 @@ def _counter_address(step: Any) -> int | None:
 
 def _check_tensor(t: torch.Tensor, name: str, where: str, written: bool = True) -> None:
     if written and t.is_inference():
-        raise ValueError(
+        raise MismatchError(
             f"{where}: {name} is an inference tensor (made under torch.inference_mode()), "
             "which cannot be updated in place outside inference mode"
         )
@@ -137,7 +155,7 @@ def _grad_tensor(g: torch.Tensor, p: torch.Tensor, where: str) -> torch.Tensor:
     if g.layout is not torch.strided:
         raise RuntimeError(f"{where}: Adamax does not support sparse gradients (the gradient is {g.layout})")
     if g.shape != p.shape or g.dtype != p.dtype or g.device != p.device:
-        raise ValueError(f"{where}: the gradient does not match the parameter's shape, dtype and device")
+        raise MismatchError(f"{where}: the gradient does not match the parameter's shape, dtype and device")
     return g.detach().resolve_neg().resolve_conj().contiguous()
 
 

@@ -21,8 +21,9 @@ from ._defaults import BETA1, BETA2, EPS, LR
 from . import _tensor_table
 from ._torch_general import _GeneralStep
 from ._torch_tensors import (
-    SUPPORTED_DTYPES, _check_disjoint, _check_tensor, _for_table, _grad_tensor, _is_counter,
-    _scalar_dtype, _shared_counters, _step_count,
+    SUPPORTED_DTYPES, BetasLengthError, MismatchError, MissingStateError, _check_disjoint,
+    _check_tensor, _for_table, _grad_tensor, _is_counter, _scalar_dtype, _shared_counters,
+    _step_count,
 )
 from ._validation import check_betas, check_convention, check_num_threads, check_options
 
@@ -165,7 +166,12 @@ class Adamax(torch.optim.Optimizer):
         allowed range; at a step, a parameter that is an inference tensor or
         whose memory overlaps another parameter's (in any group: a tensor
         listed twice), a parameter under ``convention="spec"`` that only
-        torch's implementation can step.
+        torch's implementation can step. Where ``torch.optim.Adamax``
+        raises another type for the same input, ours is of that type too:
+        a state tensor or gradient that does not fit its parameter, or an
+        inference tensor (``RuntimeError``), a state lacking an entry
+        (``KeyError``), ``betas`` with fewer than two items
+        (``IndexError``).
     RuntimeError
         At a step, a sparse gradient (as torch: ``Adamax does not support
         sparse gradients``).
@@ -554,7 +560,12 @@ def _group_options(group: dict[str, Any], convention: str, where: str) -> dict[s
         return None  # torch computes lr / (1 - beta1**t) in lr's narrower precision
     if isinstance(lr, torch.Tensor):
         lr = lr.item()
-    beta1, beta2 = check_betas(betas, where)
+    try:
+        beta1, beta2 = check_betas(betas, where)
+    except ValueError as e:
+        if _too_short(betas):  # torch.optim.Adamax reads betas[1]: an IndexError
+            raise BetasLengthError(str(e)) from None
+        raise
     try:
         return check_options(
             lr=lr,
@@ -572,6 +583,13 @@ def _group_options(group: dict[str, Any], convention: str, where: str) -> dict[s
             return None
         raise
 
+
+
+def _too_short(betas: Any) -> bool:
+    try:
+        return len(betas) < 2
+    except TypeError:
+        return False
 
 
 def _real_bits(dtype: torch.dtype) -> int:
@@ -614,7 +632,7 @@ def _new_entry(plan: _GroupPlan, j: int, p: torch.Tensor, state: dict[str, Any],
     else:
         missing = {"step", "exp_avg", "exp_inf"} - set(state)
         if missing:
-            raise ValueError(f"{where}: the state lacks {sorted(missing)}")
+            raise MissingStateError(f"{where}: the state lacks {sorted(missing)}")
         step = state["step"]
         if _is_counter(step):
             if step.dtype not in SUPPORTED_DTYPES:  # kept, as torch keeps it: the general path
@@ -624,7 +642,7 @@ def _new_entry(plan: _GroupPlan, j: int, p: torch.Tensor, state: dict[str, Any],
         exp_avg, exp_inf = state["exp_avg"], state["exp_inf"]
         for name, t in (("exp_avg", exp_avg), ("exp_inf", exp_inf)):
             if not isinstance(t, torch.Tensor) or t.shape != p.shape or t.dtype != p.dtype:
-                raise ValueError(f"{where}: state[{name!r}] does not match the parameter's shape and dtype")
+                raise MismatchError(f"{where}: state[{name!r}] does not match the parameter's shape and dtype")
             _check_tensor(t, f"state[{name!r}]", where)
             if not _for_table(t):
                 raise _NotForTable(where)
