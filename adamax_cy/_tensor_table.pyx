@@ -504,6 +504,10 @@ cdef class TensorTable:
         return [(self.params[j], self.exp_avgs[j], self.exp_infs[j])
                 for j in range(self.count) if self.present[j]]
 
+    def counters(self):
+        """The ``step`` tensor of every parameter with an entry: what a step advances."""
+        return [self.steps_of[j] for j in range(self.count) if self.present[j]]
+
     def selected_params(self):
         """The parameters found by the last :meth:`gather`."""
         return [self.params[self.selected[i]] for i in range(self.n_selected)]

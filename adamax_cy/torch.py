@@ -203,7 +203,11 @@ class Adamax(torch.optim.Optimizer):
     storage of the state tensors on the table path cannot be resized
     (``resize_``) while the optimizer holds them. Within a group, parameters
     whose step counts differ (one that had no gradient at some step) take
-    one compiled call per distinct count. Gradients must not share memory
+    one compiled call per distinct count. A ``step`` tensor that the states
+    of two parameters of a group share is advanced once for each, each
+    reading its own count, as torch does: those parameters run torch's
+    implementation. A loaded ``step`` of another real dtype (int64,
+    float16...) is kept and advanced in its dtype, as torch keeps it. Gradients must not share memory
     with the parameters or the state (autograd never makes such gradients).
     A gradient that is not laid out as its parameter, or that is a lazily
     negated or conjugated view, is read through a copy in the parameter's
@@ -414,7 +418,7 @@ class Adamax(torch.optim.Optimizer):
         if plan.table.unchecked:
             written = plan.table.written()
             _check_disjoint(written, where)
-            if _shared_counters([self.state[ts[0]]["step"] for ts in written]):
+            if _shared_counters(plan.table.counters()):
                 return self._prepare_general(i, group)
             plan.table.mark_checked()
             self._groups_disjoint = False
@@ -448,7 +452,7 @@ class Adamax(torch.optim.Optimizer):
         simple = True
         state_of = self.state
         stepped = [p for p in group["params"] if p.grad is not None]
-        shared = _shared_counters([state_of[p].get("step") for p in stepped if state_of.get(p)])
+        shared = _shared_counters([s.get("step") for p in stepped if isinstance(s := state_of.get(p), dict)])
         for j, p in enumerate(group["params"]):
             g = p.grad
             if g is None:
