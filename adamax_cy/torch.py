@@ -207,8 +207,9 @@ class Adamax(torch.optim.Optimizer):
     of two parameters of a group share is advanced once for each, each
     reading its own count, as torch does: those parameters run torch's
     implementation. A loaded ``step`` of another real dtype (int64,
-    float16...) is kept and advanced in its dtype, as torch keeps it. Gradients must not share memory
-    with the parameters or the state (autograd never makes such gradients).
+    float16...) is kept and advanced in its dtype, as torch keeps it.
+    Gradients must not share memory with the parameters or the state
+    (autograd never makes such gradients).
     A gradient that is not laid out as its parameter, or that is a lazily
     negated or conjugated view, is read through a copy in the parameter's
     layout made at that step; every other gradient is read in place.
