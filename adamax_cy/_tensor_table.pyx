@@ -241,6 +241,8 @@ cdef class TensorTable:
         self.capsules = [None] * (2 * n)
         self.epoch = 1
         self.owned = <DLManaged**>PyMem_Malloc(2 * m * sizeof(DLManaged*))
+        if self.owned != NULL:  # before anything can fail: __dealloc__ reads it
+            memset(self.owned, 0, 2 * m * sizeof(DLManaged*))
         self.param_ptr = <uintptr_t*>PyMem_Malloc(5 * m * sizeof(uintptr_t))
         self.size = <Py_ssize_t*>PyMem_Malloc(4 * m * sizeof(Py_ssize_t))
         self.distinct = <double*>PyMem_Malloc(m * sizeof(double))
@@ -251,7 +253,6 @@ cdef class TensorTable:
                 or self.distinct == NULL or self.ks == NULL or self.is64 == NULL
                 or self.work_memory == NULL):
             raise MemoryError()
-        memset(self.owned, 0, 2 * m * sizeof(DLManaged*))
         lay_out_tables(self.work, self.work_memory, m)
         self.m_ptr = self.param_ptr + m
         self.u_ptr = self.m_ptr + m
