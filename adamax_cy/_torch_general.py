@@ -16,8 +16,9 @@ from torch.optim.adamax import adamax as torch_adamax
 
 from ._defaults import MAX_STEP
 from ._torch_tensors import (
-    SUPPORTED_DTYPES, _KERNEL_DTYPE_SET, _check_disjoint, _check_tensor, _dense_layout,
-    _dtensor_type, _flat, _for_table, _is_plain, _same_layout, _scalar_dtype, _step_count,
+    SUPPORTED_DTYPES, _KERNEL_DTYPE_SET, MismatchError, _check_disjoint, _check_tensor,
+    _counter_address, _counter_value, _dense_layout, _dtensor_type, _flat, _for_table, _is_counter,
+    _is_plain, _same_layout, _scalar_dtype, _step_count,
 )
 from .api import adamax_step_many
 
@@ -45,19 +46,26 @@ class _GeneralStep:
         self.indices: list[int] = []  # of the parameters in written
         self.torch_lists: tuple[list[torch.Tensor], ...] = ([], [], [], [], [])
 
-    def add(self, j: int, p: torch.Tensor, g: torch.Tensor, state: dict[str, Any]) -> bool:
-        """Route parameter ``j``, ``p``; whether the table would take it (and its state) as it is."""
+    def add(self, j: int, p: torch.Tensor, g: torch.Tensor, state: dict[str, Any],
+            shared: set[int] | frozenset[int] = frozenset()) -> bool:
+        """Route parameter ``j``, ``p``; whether the table would take it (and its state) as it is.
+
+        ``shared``: the addresses of counters other parameters' states hold
+        too (see ``_shared_counters``); such a parameter takes torch's
+        implementation.
+        """
         views = None
-        if self.options is not None and p.dtype in _KERNEL_DTYPE_SET and p.is_cpu:
+        if (self.options is not None and p.dtype in _KERNEL_DTYPE_SET and p.is_cpu
+                and not (shared and _counter_address(state["step"]) in shared)):
             views = self._local(p, g, state["exp_avg"], state["exp_inf"])
         if views is None:
             where = f"{self.where}['params'][{j}]"
             if g.shape != p.shape:
-                raise ValueError(f"{where}: the gradient does not match the parameter's shape")
+                raise MismatchError(f"{where}: the gradient does not match the parameter's shape")
             for name in ("exp_avg", "exp_inf"):
                 t = state[name]
                 if not isinstance(t, torch.Tensor) or t.shape != p.shape or t.dtype != p.dtype:
-                    raise ValueError(f"{where}: state[{name!r}] does not match the parameter's shape and dtype")
+                    raise MismatchError(f"{where}: state[{name!r}] does not match the parameter's shape and dtype")
             if self.convention != "torch":
                 raise ValueError(
                     f"{self.where}['params'][{j}]: this parameter ({p.dtype} on {p.device}) is "
@@ -76,10 +84,9 @@ class _GeneralStep:
             _check_tensor(p, "the parameter", where)
             _check_tensor(exp_avg, "state['exp_avg']", where)
             _check_tensor(exp_inf, "state['exp_inf']", where)
-        if not (type(step) is torch.Tensor and step.is_cpu and step.dtype in SUPPORTED_DTYPES
-                and step.numel() == 1 and step.layout is torch.strided and not step.is_inference()):
+        if not _is_counter(step):
             step = state["step"] = torch.tensor(float(step), dtype=_scalar_dtype())
-        value = step.item()
+        value = _counter_value(step)
         if not (math.isfinite(value) and value == int(value) and 0 <= value < MAX_STEP - 1):
             _step_count(value, f"{self.where}['params'][{j}]")  # raises
         lp, lg, lm, lu = views
@@ -94,7 +101,8 @@ class _GeneralStep:
                 n *= 2
             for out, a in zip(self.kernel.setdefault(int(value) + 1, ([], [], [], [])), real):
                 out.append(_flat(a, n))
-        return _for_table(p) and _for_table(exp_avg) and _for_table(exp_inf)
+        return (_for_table(p) and _for_table(exp_avg) and _for_table(exp_inf)
+                and step.dtype in SUPPORTED_DTYPES)
 
     @staticmethod
     def _local(p: Any, g: Any, exp_avg: Any, exp_inf: Any

@@ -22,6 +22,24 @@ KERNEL_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128
 _KERNEL_DTYPE_SET = frozenset(KERNEL_DTYPES)
 
 
+class MismatchError(ValueError, RuntimeError):
+    """A tensor of a step that does not fit its parameter (shape, dtype, an inference tensor).
+
+    A ValueError, as adamax_cy reports a value out of place, and the
+    RuntimeError ``torch.optim.Adamax`` raises for the same input.
+    """
+
+
+class MissingStateError(ValueError, KeyError):
+    """A parameter's state lacks an entry: a ValueError, and the KeyError torch raises."""
+
+    __str__ = BaseException.__str__  # the message, not KeyError's repr of it
+
+
+class BetasLengthError(ValueError, IndexError):
+    """``betas`` with fewer than two items: a ValueError, and the IndexError torch raises."""
+
+
 def _scalar_dtype() -> torch.dtype:
     # Where torch.optim keeps its step counters (float64 under a float64 default dtype).
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
@@ -36,9 +54,52 @@ def _step_count(value: float, where: str) -> None:
         )
 
 
+def _is_counter(step: Any) -> bool:
+    """Whether a state's ``step`` is a counter kept as it is: a one-element real CPU tensor.
+
+    torch keeps a loaded counter of any real dtype and advances it in place
+    in that dtype (an int64 one exactly, a float16 one up to 2048); the
+    table takes float32 and float64 ones, the general path the others.
+    """
+    return (type(step) is torch.Tensor and step.numel() == 1 and step.device.type == "cpu"
+            and step.layout is torch.strided and not step.is_inference()
+            and not step.is_complex() and step.dtype is not torch.bool)
+
+
+def _counter_value(step: torch.Tensor) -> float:
+    """The count before this step, as torch reads it: one less than the count after it in the
+    counter's dtype (a float16 counter at 2048 stays at 2048)."""
+    if step.dtype in SUPPORTED_DTYPES:
+        return step.item()
+    return (step.detach() + 1).item() - 1
+
+
+def _shared_counters(steps: Sequence[Any]) -> set[int]:
+    """The addresses of the counters among ``steps`` that more than one state holds.
+
+    torch advances such a counter once per parameter, in order (or all
+    first, with ``foreach=True``), each parameter reading its own count:
+    their parameters take torch's implementation.
+    """
+    seen: set[int] = set()
+    shared: set[int] = set()
+    for step in steps:
+        address = _counter_address(step)
+        if address is not None:
+            (shared if address in seen else seen).add(address)
+    return shared
+
+
+def _counter_address(step: Any) -> int | None:
+    """Where a CPU counter tensor keeps its count (None for anything else)."""
+    if isinstance(step, torch.Tensor) and step.device.type == "cpu" and step.numel():
+        return step.data_ptr()
+    return None
+
+
 def _check_tensor(t: torch.Tensor, name: str, where: str, written: bool = True) -> None:
     if written and t.is_inference():
-        raise ValueError(
+        raise MismatchError(
             f"{where}: {name} is an inference tensor (made under torch.inference_mode()), "
             "which cannot be updated in place outside inference mode"
         )
@@ -94,7 +155,7 @@ def _grad_tensor(g: torch.Tensor, p: torch.Tensor, where: str) -> torch.Tensor:
     if g.layout is not torch.strided:
         raise RuntimeError(f"{where}: Adamax does not support sparse gradients (the gradient is {g.layout})")
     if g.shape != p.shape or g.dtype != p.dtype or g.device != p.device:
-        raise ValueError(f"{where}: the gradient does not match the parameter's shape, dtype and device")
+        raise MismatchError(f"{where}: the gradient does not match the parameter's shape, dtype and device")
     return g.detach().resolve_neg().resolve_conj().contiguous()
 
 

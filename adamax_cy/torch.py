@@ -21,7 +21,8 @@ from ._defaults import BETA1, BETA2, EPS, LR
 from . import _tensor_table
 from ._torch_general import _GeneralStep
 from ._torch_tensors import (
-    SUPPORTED_DTYPES, _check_disjoint, _check_tensor, _for_table, _grad_tensor, _scalar_dtype,
+    SUPPORTED_DTYPES, BetasLengthError, MismatchError, MissingStateError, _check_disjoint,
+    _check_tensor, _for_table, _grad_tensor, _is_counter, _scalar_dtype, _shared_counters,
     _step_count,
 )
 from ._validation import check_betas, check_convention, check_num_threads, check_options
@@ -32,6 +33,12 @@ __all__ = ["Adamax"]
 #: The keyword arguments of ``torch.optim.Adamax`` that select how torch
 #: computes the step, with torch's defaults (restored on unpickling).
 TORCH_ONLY_OPTIONS = {"foreach": None, "differentiable": False, "capturable": False}
+
+
+#: Whether the compiled tables export tensors through torch's DLPack C
+#: exchange API where torch has one (torch >= 2.10: a C call per tensor)
+#: rather than through ``to_dlpack`` capsules (a Python call each).
+_DLPACK_EXCHANGE = True
 
 
 class _NotForTable(Exception):
@@ -47,7 +54,8 @@ class _GroupPlan:
         self.where = where
         self.new_states = new_states  # the optimizer's record of the states a step created
         params = list(group["params"])
-        self.table = _tensor_table.TensorTable(params, torch.utils.dlpack.to_dlpack)
+        self.table = _tensor_table.TensorTable(params, torch.Tensor, torch.utils.dlpack.to_dlpack,
+                                                _DLPACK_EXCHANGE)
 
     def gather(self, params: list[torch.Tensor], state_of: dict[torch.Tensor, Any]) -> int:
         """The table's gather, with what changed checked and recorded; -1 for a new table."""
@@ -158,7 +166,12 @@ class Adamax(torch.optim.Optimizer):
         allowed range; at a step, a parameter that is an inference tensor or
         whose memory overlaps another parameter's (in any group: a tensor
         listed twice), a parameter under ``convention="spec"`` that only
-        torch's implementation can step.
+        torch's implementation can step. Where ``torch.optim.Adamax``
+        raises another type for the same input, ours is of that type too:
+        a state tensor or gradient that does not fit its parameter, or an
+        inference tensor (``RuntimeError``), a state lacking an entry
+        (``KeyError``), ``betas`` with fewer than two items
+        (``IndexError``).
     RuntimeError
         At a step, a sparse gradient (as torch: ``Adamax does not support
         sparse gradients``).
@@ -190,8 +203,13 @@ class Adamax(torch.optim.Optimizer):
     storage of the state tensors on the table path cannot be resized
     (``resize_``) while the optimizer holds them. Within a group, parameters
     whose step counts differ (one that had no gradient at some step) take
-    one compiled call per distinct count. Gradients must not share memory
-    with the parameters or the state (autograd never makes such gradients).
+    one compiled call per distinct count. A ``step`` tensor that the states
+    of two parameters of a group share is advanced once for each, each
+    reading its own count, as torch does: those parameters run torch's
+    implementation. A loaded ``step`` of another real dtype (int64,
+    float16...) is kept and advanced in its dtype, as torch keeps it.
+    Gradients must not share memory with the parameters or the state
+    (autograd never makes such gradients).
     A gradient that is not laid out as its parameter, or that is a lazily
     negated or conjugated view, is read through a copy in the parameter's
     layout made at that step; every other gradient is read in place.
@@ -399,7 +417,10 @@ class Adamax(torch.optim.Optimizer):
         if found == 0:
             return None
         if plan.table.unchecked:
-            _check_disjoint(plan.table.written(), where)
+            written = plan.table.written()
+            _check_disjoint(written, where)
+            if _shared_counters(plan.table.counters()):
+                return self._prepare_general(i, group)
             plan.table.mark_checked()
             self._groups_disjoint = False
         try:
@@ -431,6 +452,8 @@ class Adamax(torch.optim.Optimizer):
         work = _GeneralStep(group, options, self.convention, self.num_threads, where)
         simple = True
         state_of = self.state
+        stepped = [p for p in group["params"] if p.grad is not None]
+        shared = _shared_counters([s.get("step") for p in stepped if isinstance(s := state_of.get(p), dict)])
         for j, p in enumerate(group["params"]):
             g = p.grad
             if g is None:
@@ -441,7 +464,7 @@ class Adamax(torch.optim.Optimizer):
             state = state_of.get(p)
             if not state:
                 state = self._new_state(p, group)
-            simple = work.add(j, p, g, state) and simple
+            simple = work.add(j, p, g, state, shared) and not shared and simple
         if simple:
             self._general.pop(i, None)
         else:
@@ -542,7 +565,12 @@ def _group_options(group: dict[str, Any], convention: str, where: str) -> dict[s
         return None  # torch computes lr / (1 - beta1**t) in lr's narrower precision
     if isinstance(lr, torch.Tensor):
         lr = lr.item()
-    beta1, beta2 = check_betas(betas, where)
+    try:
+        beta1, beta2 = check_betas(betas, where)
+    except ValueError as e:
+        if _too_short(betas):  # torch.optim.Adamax reads betas[1]: an IndexError
+            raise BetasLengthError(str(e)) from None
+        raise
     try:
         return check_options(
             lr=lr,
@@ -560,6 +588,13 @@ def _group_options(group: dict[str, Any], convention: str, where: str) -> dict[s
             return None
         raise
 
+
+
+def _too_short(betas: Any) -> bool:
+    try:
+        return len(betas) < 2
+    except TypeError:
+        return False
 
 
 def _real_bits(dtype: torch.dtype) -> int:
@@ -602,16 +637,17 @@ def _new_entry(plan: _GroupPlan, j: int, p: torch.Tensor, state: dict[str, Any],
     else:
         missing = {"step", "exp_avg", "exp_inf"} - set(state)
         if missing:
-            raise ValueError(f"{where}: the state lacks {sorted(missing)}")
+            raise MissingStateError(f"{where}: the state lacks {sorted(missing)}")
         step = state["step"]
-        if not (isinstance(step, torch.Tensor) and step.numel() == 1 and step.dtype in SUPPORTED_DTYPES
-                and step.device.type == "cpu" and step.layout is torch.strided
-                and not step.is_inference()):
+        if _is_counter(step):
+            if step.dtype not in SUPPORTED_DTYPES:  # kept, as torch keeps it: the general path
+                raise _NotForTable(where)
+        else:
             step = torch.tensor(float(step), dtype=_scalar_dtype())  # a number, say
         exp_avg, exp_inf = state["exp_avg"], state["exp_inf"]
         for name, t in (("exp_avg", exp_avg), ("exp_inf", exp_inf)):
             if not isinstance(t, torch.Tensor) or t.shape != p.shape or t.dtype != p.dtype:
-                raise ValueError(f"{where}: state[{name!r}] does not match the parameter's shape and dtype")
+                raise MismatchError(f"{where}: state[{name!r}] does not match the parameter's shape and dtype")
             _check_tensor(t, f"state[{name!r}]", where)
             if not _for_table(t):
                 raise _NotForTable(where)

@@ -2,16 +2,34 @@
 
 The compiled table remembers each tensor's memory between steps; it must
 compare everything that decides the memory a step reads and writes (dtype,
-shape, strides, storage offset, size), not the address alone.
+shape, strides, storage offset, size), not the address alone. Each test
+runs twice: with the tensors exported through torch's DLPack C exchange
+API (where torch has one) and through ``to_dlpack`` capsules.
 """
 
 from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
+import adamax_cy.torch  # noqa: E402
 from adamax_cy.torch import Adamax  # noqa: E402
+
+HAS_EXCHANGE_API = hasattr(torch.Tensor, "__dlpack_c_exchange_api__")
+
+
+@pytest.fixture(autouse=True, params=["exchange", "capsules"])
+def export_path(request, monkeypatch):
+    """Which DLPack path the tables take."""
+    if request.param == "exchange" and not HAS_EXCHANGE_API:
+        pytest.skip("this torch has no DLPack C exchange API")
+    monkeypatch.setattr(adamax_cy.torch, "_DLPACK_EXCHANGE", request.param == "exchange")
+    return request.param
 
 
 def stepped(shape, dtype=torch.float32, seed=0):
@@ -100,3 +118,79 @@ def test_an_in_place_layout_change_of_the_gradient_is_seen(change):
     other.step()
     assert torch.equal(p.detach(), q.detach())
     assert torch.equal(opt.state[p]["exp_avg"], other.state[q]["exp_avg"])
+
+
+def negated_in_place(g):
+    g.data = g.data._neg_view()  # the same memory, read negated
+
+
+def test_a_gradient_that_becomes_a_negated_view_in_place_is_read_negated():
+    # As torch.optim.Adamax reads it: the same memory, another sign.
+    def run(cls):
+        gen = torch.Generator().manual_seed(3)
+        p = torch.nn.Parameter(torch.randn(4, 4, generator=gen, dtype=torch.float64))
+        p.grad = torch.randn(4, 4, generator=gen, dtype=torch.float64)
+        opt = cls([p], lr=0.01)
+        opt.step()
+        g = p.grad
+        address = g.data_ptr()
+        negated_in_place(g)
+        assert g.is_neg() and g.data_ptr() == address
+        opt.step()
+        return p.detach(), opt.state[p]["exp_inf"]
+
+    (ours, ours_inf), (theirs, theirs_inf) = run(Adamax), run(torch.optim.Adamax)
+    assert torch.allclose(ours, theirs, rtol=1e-12, atol=0)
+    assert torch.equal(ours_inf, theirs_inf)
+
+
+# ---------------------------------------------------------------- the table itself
+
+
+def test_the_table_takes_the_path_asked_for(export_path):
+    p, opt = stepped((3,))
+    assert opt._plans[0].table.exchange is (export_path == "exchange")
+
+
+def test_a_step_entered_again_while_the_table_gathers_is_refused(export_path):
+    # A key of the state dict whose hash equals the parameter's: its __eq__
+    # runs Python code while the table looks the parameter's state up, and
+    # steps the same optimizer from there. In a subprocess with a timeout:
+    # a table that took the inner step would free what the outer one holds.
+    code = f"""
+    import torch
+    import adamax_cy.torch
+    adamax_cy.torch._DLPACK_EXCHANGE = {export_path == "exchange"}
+    p = torch.nn.Parameter(torch.ones(5, dtype=torch.float64))
+    opt = adamax_cy.torch.Adamax([p], lr=0.01)
+    outcomes = []
+    armed = []
+
+    class Collider:
+        def __hash__(self):
+            return hash(p)
+
+        def __eq__(self, other):
+            if other is p and armed:
+                armed.clear()
+                try:
+                    opt.step()
+                    outcomes.append("stepped")
+                except RuntimeError as e:
+                    outcomes.append(str(e))
+            return False
+
+    opt.state[Collider()] = {{}}  # first in the probe sequence of hash(p)
+    p.grad = torch.full((5,), 0.5, dtype=torch.float64)
+    opt.step()  # the table now knows the parameter
+    armed.append(True)  # the next lookup of p's state steps again
+    opt.step()
+    assert outcomes == ["another thread is running a step of this optimizer"], outcomes
+    assert torch.isfinite(p.detach()).all()
+    assert float(opt.state[p]["step"]) == 2
+    print("ok")
+    """
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode, out.stdout[-2000:],
+                                                                 out.stderr[-2000:])
