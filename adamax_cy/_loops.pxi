@@ -56,9 +56,14 @@ cdef extern from *:
 
     /* The stores of p, m and u trail by DELAYS[v][0..2] vectors in variant v
        (0: the plain loop); a period of 12 vectors is a multiple of each. */
-    enum { ADAMAX_CY_VARIANTS = 4, ADAMAX_CY_PERIOD = 12, ADAMAX_CY_RECENT = 5 };
+    enum { ADAMAX_CY_VARIANTS = 3, ADAMAX_CY_PERIOD = 12, ADAMAX_CY_RECENT = 5 };
+    /* (A variant delaying all three stores by 6 vectors was dropped: GCC 12
+       compiled its m_t with the addition's operands swapped at some vectors
+       at the baseline and x86-64-v3 levels, so of two NaNs (m and g) it gave
+       g's payload where the plain loop gives m's; the tests compare
+       payloads.) */
     static const int ADAMAX_CY_DELAYS[ADAMAX_CY_VARIANTS][3] = {
-        {0, 0, 0}, {12, 4, 0}, {0, 4, 12}, {6, 6, 6}};
+        {0, 0, 0}, {12, 4, 0}, {0, 4, 12}};
 
     /* The variant for arrays at these addresses: the fewest (store, load)
        pairs whose store is at most ADAMAX_CY_RECENT vectors older than the
@@ -178,8 +183,6 @@ cdef extern from *:
     ADAMAX_CY_LEAD_LOOP(adamax_cy_lead##S##_1t, T, VT, VI, HVT, HVI, ABS, 12, 4, 0, 1)        \\
     ADAMAX_CY_LEAD_LOOP(adamax_cy_lead##S##_2s, T, VT, VI, HVT, HVI, ABS, 0, 4, 12, 0)        \\
     ADAMAX_CY_LEAD_LOOP(adamax_cy_lead##S##_2t, T, VT, VI, HVT, HVI, ABS, 0, 4, 12, 1)        \\
-    ADAMAX_CY_LEAD_LOOP(adamax_cy_lead##S##_3s, T, VT, VI, HVT, HVI, ABS, 6, 6, 6, 0)         \\
-    ADAMAX_CY_LEAD_LOOP(adamax_cy_lead##S##_3t, T, VT, VI, HVT, HVI, ABS, 6, 6, 6, 1)         \\
     static Py_ssize_t adamax_cy_lead##S(int variant, int torch, T* p, const T* g, T* m, T* u,   \\
                                         Py_ssize_t n, T beta1, T omb1, T beta2, T eps,         \\
                                         T step_size) {                                         \\
@@ -188,8 +191,6 @@ cdef extern from *:
         case 3: return adamax_cy_lead##S##_1t(p, g, m, u, n, beta1, omb1, beta2, eps, step_size); \\
         case 4: return adamax_cy_lead##S##_2s(p, g, m, u, n, beta1, omb1, beta2, eps, step_size); \\
         case 5: return adamax_cy_lead##S##_2t(p, g, m, u, n, beta1, omb1, beta2, eps, step_size); \\
-        case 6: return adamax_cy_lead##S##_3s(p, g, m, u, n, beta1, omb1, beta2, eps, step_size); \\
-        case 7: return adamax_cy_lead##S##_3t(p, g, m, u, n, beta1, omb1, beta2, eps, step_size); \\
         default: return 0;                                                                     \\
         }                                                                                      \\
     }

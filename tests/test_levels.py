@@ -46,6 +46,14 @@ def awkward(n, dtype, seed):
     arrays[3][: n // 10] = 0
     arrays[1][: n // 20] = 0
     arrays[3] = np.abs(arrays[3])
+    # NaNs of a different payload in each array, at the same elements: which
+    # one a sum of two NaNs gives must not depend on the loop or the level.
+    uint = np.uint32 if dtype == np.float32 else np.uint64
+    nan = np.array(np.inf, dtype).view(uint) | uint(1 << (info.nmant - 1))
+    where = rng.integers(0, n, (3, n // 32))
+    for which, at in (((1, 2), where[0]), ((0, 1), where[1]), ((0, 1, 2, 3), where[2])):
+        for j in which:
+            arrays[j].view(uint)[at] = nan | uint(j + 3)
     return arrays
 
 
