@@ -296,8 +296,9 @@ def check_many(
     quadruple may overlap any array of another (a gradient may be read by
     several quadruples): see :func:`check_disjoint`.
     """
+    # Each sequence is read once: the arrays checked are the arrays updated.
     lists = [
-        check_sequence(name + "s", x)
+        list(check_sequence(name + "s", x))
         for name, x in zip(ARRAY_NAMES, (params, grads, ms, us))
     ]
     if len({len(x) for x in lists}) != 1:

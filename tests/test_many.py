@@ -248,3 +248,30 @@ def test_a_call_keeps_no_reference_to_the_arrays(sequence, spoil):
     if spoil is None:
         _kernel.update_many(*[list(s) for s in seqs], **kw)
     assert [sys.getrefcount(a) for q in quads for a in q] == before
+
+
+def test_a_sequence_that_changes_while_it_is_checked_cannot_smuggle_in_an_overlap():
+    # The checks read each sequence once: a sequence giving other items on a
+    # second pass (or a list another thread changes) cannot pass the
+    # per-quadruple checks with one set of arrays and the overlap test with another.
+    from collections.abc import Sequence
+
+    class Changing(Sequence):
+        def __init__(self, first, later):
+            self.first, self.later, self.passes = first, later, 0
+
+        def __len__(self):
+            return len(self.first)
+
+        def __getitem__(self, i):
+            if i == 0:
+                self.passes += 1
+            return (self.first if self.passes <= 1 else self.later)[i]
+
+    x = np.zeros(300)
+    params = Changing([np.ones(100), x[50:150]], [np.ones(100), np.ones(100)])
+    ms = [x[0:100], np.zeros(100)]
+    before = x.copy()
+    with pytest.raises(ValueError, match="overlap"):
+        adamax_step_many(params, [np.ones(100), np.ones(100)], ms, [np.zeros(100), np.zeros(100)], 1)
+    np.testing.assert_array_equal(x, before)
