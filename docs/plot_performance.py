@@ -92,7 +92,7 @@ def main() -> None:
         rows = [r for r in optimizer if r["tensors × elements"] == group]
         start = x
         for row in rows:
-            value = float(row["speed-up over the faster torch"])
+            value = float(row["speed-up over the faster"])
             ax.bar(x, value, color=f"C{2 + 2 * g}")
             ax.text(x, value + 0.2, f"{value:.1f}×", ha="center", fontsize=9)
             ticks.append(x)
