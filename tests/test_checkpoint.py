@@ -498,6 +498,9 @@ CTRL_C_RIGHT_AFTER_THE_TEMPORARY_IS_CREATED = """
     import numpy as np
     from adamax_cy import Adamax
 
+    # Ctrl-C raises KeyboardInterrupt even where this process was started with
+    # SIGINT ignored (as a background job of a shell).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     folder = sys.argv[1]
     opt = Adamax([np.ones(3)])
     real_open = os.open

@@ -29,6 +29,9 @@ SIGINT_DURING_STEPS = """
     import numpy as np
     from adamax_cy import Adamax
 
+    # Ctrl-C raises KeyboardInterrupt even where this process was started with
+    # SIGINT ignored (as a background job of a shell).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     N = 1_500_000  # each of two groups: a step takes milliseconds
     big = [np.zeros(N), np.zeros(N, np.float32)]
     opt = Adamax([{"params": [big[0]]}, {"params": [big[1]], "lr": 0.01}])
