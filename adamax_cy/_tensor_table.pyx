@@ -27,6 +27,21 @@ from adamax_cy._kernel cimport (
     lay_out_tables, run_tables, step_in_range, tables_bytes,
 )
 
+import os
+
+# Children created by fork() in this process's line: a table marked busy
+# under another count was marked by a thread the child does not have.
+cdef unsigned long long FORKS = 0
+
+
+def _forked():
+    global FORKS
+    FORKS += 1
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 cdef extern from *:
     """
     /* DLPack's structs (dlpack.h): DLTensor (stable since v0.2), the start of
@@ -211,6 +226,7 @@ cdef class TensorTable:
     cdef Py_ssize_t n_distinct
     cdef int threads
     cdef int busy                    # 1: gather() or set_entry() runs, 2: run() updates
+    cdef unsigned long long busy_forks  # FORKS when busy was set
     # Each call that lets go of or changes what a gather found starts a new
     # epoch; prepare() and run() take only the gather of the current one.
     cdef unsigned long long epoch, gathered_in, prepared_in
@@ -292,8 +308,17 @@ cdef class TensorTable:
         PyMem_Free(self.work_memory)
 
     cdef idle(self):
+        if self.busy and self.busy_forks != FORKS:
+            # Set by a thread that fork() did not copy into this process: the
+            # work it had under way is not to be run.
+            self.busy = 0
+            self.invalidate()
         if self.busy:
             raise RuntimeError("another thread is running a step of this optimizer")
+
+    cdef enter(self, int how):
+        self.busy = how
+        self.busy_forks = FORKS
 
     cdef check(self, Py_ssize_t j):
         self.idle()
@@ -365,7 +390,7 @@ cdef class TensorTable:
         cdef int d
         cdef Py_hash_t key_hash = PyObject_Hash(param)
         self.check(j)
-        self.busy = 1
+        self.enter(1)
         try:
             self.invalidate()
             self.present[j] = 0
@@ -447,15 +472,19 @@ cdef class TensorTable:
         self.idle()
         if not isinstance(state_of, dict):
             raise TypeError("state_of must be a dict")
-        self.busy = 1
+        self.enter(1)
         try:
             self.drop_held()
             self.stale = []
             self.to_copy = []
-            if len(params) != self.count:
+            # A snapshot: the list may change while Python code runs below
+            # (p.grad, g.is_neg() and the exports may run some or let another
+            # thread in).
+            snapshot = tuple(params)
+            if len(snapshot) != self.count:
                 return -1
             for j in range(self.count):
-                p = params[j]
+                p = snapshot[j]
                 if p is not self.params[j]:
                     return -1
                 g = p.grad
@@ -565,9 +594,10 @@ cdef class TensorTable:
         self.idle()
         if self.n_selected and not self.n_distinct:
             raise RuntimeError("run() before a successful prepare()")
-        if self.n_selected and not (self.prepared_in == self.gathered_in == self.epoch):
+        if not (self.prepared_in == self.gathered_in == self.epoch):
+            # Another call let go of what this step gathered: refused, not skipped.
             raise RuntimeError("another thread is running a step of this optimizer")
-        self.busy = 2
+        self.enter(2)
         try:
             for d in range(self.n_distinct):
                 empty_tables(self.work)

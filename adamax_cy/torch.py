@@ -401,6 +401,8 @@ class Adamax(torch.optim.Optimizer):
         where = f"param_groups[{i}]"
         if self._general.get(i) is group or _torch_flags(group):
             return self._prepare_general(i, group)
+        if not isinstance(self.state, dict):  # replaced by a mapping of another kind
+            return self._prepare_general(i, group)
         plan = self._plans.get(i)
         if plan is None or plan.group is not group:
             plan = self._plans[i] = _GroupPlan(group, where, self._new_states)
@@ -628,7 +630,7 @@ def _new_entry(plan: _GroupPlan, j: int, p: torch.Tensor, state: dict[str, Any],
     Raises _NotForTable for a parameter or state the table does not take.
     """
     _check_tensor(p, "the parameter", where)
-    if not _for_table(p):
+    if not _for_table(p) or type(state) is not dict:  # (an OrderedDict put there, say)
         raise _NotForTable(where)
     if len(state) == 0:
         step = torch.tensor(0.0, dtype=_scalar_dtype())

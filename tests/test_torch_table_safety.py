@@ -194,3 +194,137 @@ def test_a_step_entered_again_while_the_table_gathers_is_refused(export_path):
                          text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode, out.stdout[-2000:],
                                                                  out.stderr[-2000:])
+
+
+def _run_alone(code: str) -> None:
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), (
+        out.returncode, out.stdout[-2000:], out.stderr[-2000:])
+
+
+def test_a_params_list_emptied_while_the_table_gathers_is_not_read_past_its_end(export_path):
+    # A TorchFunctionMode runs Python code on every p.grad; this one empties
+    # the group's list at the first. The table reads its own snapshot.
+    _run_alone(f"""
+    import torch
+    from torch.overrides import TorchFunctionMode
+    import adamax_cy.torch
+    adamax_cy.torch._DLPACK_EXCHANGE = {export_path == "exchange"}
+    ps = [torch.nn.Parameter(torch.ones(4)) for _ in range(64)]
+    opt = adamax_cy.torch.Adamax(ps, lr=0.01)
+    for p in ps:
+        p.grad = torch.ones(4)
+    opt.step()
+    group = opt.param_groups[0]["params"]
+
+    class Emptying(TorchFunctionMode):
+        armed = True
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if Emptying.armed and getattr(func, "__name__", "") == "__get__":
+                Emptying.armed = False
+                group.clear()
+            return func(*args, **(kwargs or {{}}))
+
+    with Emptying():
+        try:
+            opt.step()
+        except (RuntimeError, IndexError, ValueError):
+            pass
+    print("ok")
+    """)
+
+
+def test_a_step_whose_gather_another_call_let_go_of_is_refused_not_dropped(export_path):
+    # Between gathering group 0 and running it, its hyperparameters are read:
+    # a learning rate whose comparison steps the optimizer again invalidates
+    # the outer step's gathers. The outer step must raise, not skip a group.
+    _run_alone(f"""
+    import torch
+    import adamax_cy.torch
+    adamax_cy.torch._DLPACK_EXCHANGE = {export_path == "exchange"}
+    # Group 1 is complex (the general path), so its options are read in
+    # Python after group 0 was gathered and prepared.
+    a = torch.nn.Parameter(torch.ones(3))
+    b = torch.nn.Parameter(torch.ones(3, dtype=torch.complex64))
+    armed = []
+
+    class Lr(float):
+        def __ge__(self, other):
+            if armed:
+                armed.clear()
+                opt.step()
+            return float(self) >= other
+
+        def __le__(self, other):
+            return float(self) <= other
+
+    opt = adamax_cy.torch.Adamax([{{"params": [a]}}, {{"params": [b], "lr": Lr(0.01)}}])
+    a.grad, b.grad = torch.ones(3), torch.ones(3, dtype=torch.complex64)
+    opt.step()
+    armed.append(True)
+    try:
+        opt.step()
+        outer = "stepped"
+    except RuntimeError:
+        outer = "refused"
+    steps = [float(opt.state[p]["step"]) for p in (a, b)]
+    # Either both groups count the same steps, or the outer step said so.
+    assert outer == "refused" or steps[0] == steps[1], (outer, steps)
+    print("ok")
+    """)
+
+
+def test_a_child_forked_while_another_thread_steps_can_step(export_path):
+    _run_alone(f"""
+    import os, threading, time
+    import torch
+    import adamax_cy.torch
+    adamax_cy.torch._DLPACK_EXCHANGE = {export_path == "exchange"}
+    ps = [torch.nn.Parameter(torch.ones(1000)) for _ in range(200)]
+    opt = adamax_cy.torch.Adamax(ps, lr=0.01)
+    for p in ps:
+        p.grad = torch.ones(1000)
+    stop = threading.Event()
+    def loop():
+        while not stop.is_set():
+            try:
+                opt.step()
+            except RuntimeError:
+                pass
+    worker = threading.Thread(target=loop)
+    worker.start()
+    time.sleep(0.2)
+    refused = 0
+    for _ in range(10):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                opt.step()
+                os._exit(0)
+            except RuntimeError:
+                os._exit(3)
+        _, status = os.waitpid(pid, 0)
+        refused += os.waitstatus_to_exitcode(status) == 3
+    stop.set()
+    worker.join()
+    assert refused == 0, refused
+    print("ok")
+    """)
+
+
+@pytest.mark.parametrize("kind", ["OrderedDict", "defaultdict"])
+def test_a_state_of_a_dict_subclass_steps_as_torch(export_path, kind):
+    import collections
+
+    make = {"OrderedDict": collections.OrderedDict,
+            "defaultdict": lambda d: collections.defaultdict(int, d)}[kind]
+    ours, theirs = (torch.nn.Parameter(torch.ones(5)) for _ in range(2))
+    opt, ref = Adamax([ours], lr=0.01), torch.optim.Adamax([theirs], lr=0.01)
+    for _ in range(2):
+        for p, o in ((ours, opt), (theirs, ref)):
+            p.grad = torch.full((5,), 0.5)
+            o.step()
+            o.state[p] = make(o.state[p])
+    torch.testing.assert_close(ours.detach(), theirs.detach(), rtol=0, atol=1e-6)
+    assert float(opt.state[ours]["step"]) == float(ref.state[theirs]["step"]) == 2
