@@ -12,6 +12,7 @@ import contextlib
 import copy
 import multiprocessing
 import os
+import sys
 import time
 import unittest.mock
 
@@ -52,12 +53,28 @@ def _process_group(rank, world_size, store):
         dist.destroy_process_group()
 
 
+def _exit_after(target, *args):
+    """Run ``target(*args)`` in a worker, then leave without the interpreter's teardown.
+
+    Once its output is written and its process group destroyed, a worker has
+    nothing left to do; torch's C++ threads have been seen to abort the
+    teardown of a gloo process ("terminate called without an active
+    exception", exit code -6) after a successful run. An exception still
+    exits the normal way, with its traceback and exit code 1.
+    """
+    target(*args)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def _run(tmp_path, target, world_size=2, *args):
     """Run ``target(rank, world_size, store, out, *args)`` in ``world_size`` processes; their outputs."""
     ctx = multiprocessing.get_context("spawn")
     outs = [tmp_path / f"rank{r}.pt" for r in range(world_size)]
     store = tmp_path / "store"
-    procs = [ctx.Process(target=target, args=(r, world_size, str(store), str(outs[r]), *args),
+    procs = [ctx.Process(target=_exit_after,
+                         args=(target, r, world_size, str(store), str(outs[r]), *args),
                          daemon=True)
              for r in range(world_size)]
     try:
