@@ -24,7 +24,28 @@ def run_script(code: str, timeout: float = 120) -> str:
     return out.stdout
 
 
-SIGINT_DURING_STEPS = """
+# Script lines that time a step of ``opt`` on ``grads`` as ``duration``
+# (median of 5, after 5 steps in which the default thread count settles: it
+# adapts to a busy machine); put in place of MEDIAN_MARKER by ``with_median``.
+MEDIAN_MARKER = "    # <the median duration of a step>\n"
+MEDIAN_STEP = """\
+    for _ in range(5):
+        opt.step(grads)
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        opt.step(grads)
+        times.append(time.perf_counter() - start)
+    duration = sorted(times)[2]
+"""
+
+
+def with_median(script: str) -> str:
+    assert script.count(MEDIAN_MARKER) == 1
+    return script.replace(MEDIAN_MARKER, MEDIAN_STEP)
+
+
+SIGINT_DURING_STEPS = with_median("""
     import os, random, signal, threading, time
     import numpy as np
     from adamax_cy import Adamax
@@ -48,14 +69,7 @@ SIGINT_DURING_STEPS = """
             ref_states.append((small[0].copy(), small[1].copy()))
         return ref_states[count]
 
-    for _ in range(5):  # the default thread count settles (it adapts to a busy machine)
-        opt.step(grads)
-    times = []
-    for _ in range(5):
-        start = time.perf_counter()
-        opt.step(grads)
-        times.append(time.perf_counter() - start)
-    duration = sorted(times)[2]
+    # <the median duration of a step>
 
     go, fired = threading.Event(), threading.Event()
     def sender():
@@ -92,7 +106,7 @@ SIGINT_DURING_STEPS = """
         ok = all(np.all(g == w) for g, w in zip(got, want))
         bad += not ok
     print(inside, bad)
-"""
+""")
 
 
 def test_ctrl_c_during_a_step_leaves_it_done_or_not_done():
@@ -147,7 +161,7 @@ def test_a_sigint_during_a_load_reaches_the_handler_after_the_load():
     assert run_script(HANDLER_RUNS_AFTER_THE_STEP).strip() == "[7]"
 
 
-SNAPSHOT_FROM_A_SIGNAL_HANDLER = """
+SNAPSHOT_FROM_A_SIGNAL_HANDLER = with_median("""
     import os, random, signal, threading, time
     import numpy as np
     from adamax_cy import Adamax
@@ -170,14 +184,7 @@ SNAPSHOT_FROM_A_SIGNAL_HANDLER = """
         handled.set()
     signal.signal(signal.SIGUSR1, on_signal)
 
-    for _ in range(5):  # the default thread count settles in its first calls
-        opt.step(grads)
-    times = []
-    for _ in range(5):
-        start = time.perf_counter()
-        opt.step(grads)
-        times.append(time.perf_counter() - start)
-    duration = sorted(times)[2]
+    # <the median duration of a step>
     stop = threading.Event()
     def sender():
         rng = random.Random(1)
@@ -202,7 +209,7 @@ SNAPSHOT_FROM_A_SIGNAL_HANDLER = """
             ref_m.append([ref.state_dict()["state"][i]["m"][0] for i in (0, 1)])
         bad += any(a != b for a, b in zip(m, ref_m[steps[0]]))
     print(len(snapshots), bad)
-"""
+""")
 
 
 def test_a_signal_handler_that_saves_sees_whole_steps():
