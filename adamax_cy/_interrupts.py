@@ -119,8 +119,11 @@ class deferred_signals:
     ) -> None:
         if not self.active:
             return
-        self.active = False
+        # The handlers go back while the block still records: a signal that
+        # arrives meanwhile for one not yet put back is handled below, and
+        # none can find its handler put back and raise before the others are.
         first = _install(self.signums, self.previous)
+        self.active = False
         handler_of = dict(zip(self.signums, self.previous))
         for signum, frame in self.received:
             try:
