@@ -6,6 +6,7 @@ from numpy.typing import NDArray
 _Float = NDArray[np.float32] | NDArray[np.float64]
 
 serial_threshold: int
+keep_gil_elements: int
 thread_limit: int
 LEVELS: tuple[str, ...]
 __pyx_capi__: dict[str, Any]

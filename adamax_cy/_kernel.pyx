@@ -32,6 +32,7 @@ from cpython.pycapsule cimport PyCapsule_GetPointer
 from cpython.sequence cimport PySequence_Fast_ITEMS
 from cython.parallel cimport prange
 from libc.math cimport isfinite, pow
+from libc.string cimport memcpy
 from libc.stdint cimport UINTPTR_MAX, uintptr_t
 
 cimport numpy as cnp

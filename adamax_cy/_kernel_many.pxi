@@ -2,6 +2,12 @@
 # arrays laid end to end in two tables and split between threads by
 # elements; the checked step (step_many), its checks alone
 # (check_many_fast) and the trusting step (update_many).
+#
+# A training loop steps the same arrays at every call. So the tables of
+# the last call stay in LAST, with whether its intervals were found
+# disjoint: a call whose arrays have the data, dtypes and sizes found there
+# writes no table and needs no overlap test, only the checks of each
+# quadruple (dtype, shape, flags), which its headers can change.
 
 cdef extern from "Python.h":
     void incref "Py_INCREF"(PyObject*)
@@ -54,9 +60,10 @@ cdef inline void many_range(
         j = j + 1
     while lo < hi:
         stop = offsets[j + 1] if offsets[j + 1] < hi else hi
-        update_range(<floating*>params[j], <const floating*>grads[j],
-                     <floating*>ms[j], <floating*>us[j],
-                     lo - offsets[j], stop - offsets[j], k)
+        if stop > lo:  # (an entry without elements: its pointers are not read)
+            update_range(<floating*>params[j], <const floating*>grads[j],
+                         <floating*>ms[j], <floating*>us[j],
+                         lo - offsets[j], stop - offsets[j], k)
         lo = stop
         j = j + 1
 
@@ -77,39 +84,134 @@ cdef char* lay_out_tables(Table* tables, char* memory, Py_ssize_t count) noexcep
 
 cdef void run_tables(const Table* tables, const Coefficients* k, int threads) noexcept nogil:
     # One step on every quadruple of the two tables.
-    if tables[0].count:
+    if tables[0].offsets[tables[0].count]:
         many_blocks(<float*>NULL, tables[0].params, tables[0].grads, tables[0].ms,
                     tables[0].us, tables[0].offsets, tables[0].count, k, threads)
-    if tables[1].count:
+    if tables[1].offsets[tables[1].count]:
         many_blocks(<double*>NULL, tables[1].params, tables[1].grads, tables[1].ms,
                     tables[1].us, tables[1].offsets, tables[1].count, k, threads)
+
+
+cdef struct Layout:
+    # The tables of the last call: an entry per quadruple at its index in
+    # both tables, with no elements in the one of the other dtype.
+    Table tables[2]
+    char* memory      # room for the tables of ``room`` quadruples
+    Py_ssize_t room
+    Py_ssize_t count  # quadruples in the tables
+    bint disjoint     # their intervals were found disjoint
+
+
+# Read and written with the GIL held only (so concurrent calls take turns);
+# a call that releases the GIL runs on a copy of the tables.
+cdef Layout LAST
+# LAST always has room for this many quadruples (about 80 bytes each).
+cdef Py_ssize_t ROOM_KEPT = 1024
+# A call of at most this many elements keeps the GIL while it runs (a
+# fraction of a millisecond): it runs on LAST itself, and holding a
+# reference to every array, which costs a noticeable part of a small step
+# (a cache miss on each array after the step's own traffic), is not needed.
+cdef Py_ssize_t KEEP_GIL = 1 << 18
+keep_gil_elements = KEEP_GIL
+
+
+cdef inline bint entry_as_last(Py_ssize_t j, int d, uintptr_t p, uintptr_t g, uintptr_t m,
+                               uintptr_t u, Py_ssize_t n) noexcept nogil:
+    # Whether entry j of LAST holds this quadruple (of dtype d).
+    cdef const Table* t = &LAST.tables[d]
+    cdef const Table* other = &LAST.tables[1 - d]
+    if j >= LAST.count or other.offsets[j + 1] != other.offsets[j]:
+        return False
+    if t.offsets[j + 1] - t.offsets[j] != n:
+        return False
+    return n == 0 or (t.params[j] == p and t.grads[j] == g and t.ms[j] == m and t.us[j] == u)
+
+
+cdef inline void set_entry(Py_ssize_t j, int d, uintptr_t p, uintptr_t g, uintptr_t m,
+                           uintptr_t u, Py_ssize_t n) noexcept nogil:
+    # Entry j of LAST (entries before it set).
+    cdef Table* t = &LAST.tables[d]
+    cdef Table* other = &LAST.tables[1 - d]
+    t.params[j] = p
+    t.grads[j] = g
+    t.ms[j] = m
+    t.us[j] = u
+    t.offsets[j + 1] = t.offsets[j] + n
+    other.offsets[j + 1] = other.offsets[j]
+
+
+cdef int make_room(Py_ssize_t count) except -1:
+    # LAST with room for ``count`` quadruples, and not for more than 4 times
+    # as many above ROOM_KEPT (its tables forgotten when it changes).
+    cdef char* memory
+    cdef Py_ssize_t room = count if count > ROOM_KEPT else ROOM_KEPT
+    if LAST.memory != NULL and count <= LAST.room and LAST.room <= 4 * room:
+        return 0
+    memory = <char*>PyMem_Malloc(tables_bytes(room))
+    if memory == NULL:
+        raise MemoryError()
+    PyMem_Free(LAST.memory)
+    LAST.memory = memory
+    LAST.room = room
+    LAST.count = 0
+    LAST.disjoint = False
+    lay_out_tables(LAST.tables, memory, room)
+    return 0
+
+
+cdef int tables_disjoint(Py_ssize_t count) except -1:
+    # Whether no written array of LAST's quadruples overlaps another: 1 or 0.
+    cdef Py_ssize_t j, n, nspans = 0
+    cdef int d, r
+    cdef uintptr_t base = UINTPTR_MAX, shortest = UINTPTR_MAX
+    cdef uintptr_t* arrays[4]
+    cdef const Table* t
+    cdef Interval* spans = <Interval*>PyMem_Malloc(8 * count * sizeof(Interval) + 1)
+    if spans == NULL:
+        raise MemoryError()
+    try:
+        for j in range(count):
+            for d in range(2):
+                t = &LAST.tables[d]
+                n = (t.offsets[j + 1] - t.offsets[j]) * (sizeof(float) if d == 0 else sizeof(double))
+                if n == 0:
+                    continue
+                arrays[0], arrays[1], arrays[2], arrays[3] = t.params, t.grads, t.ms, t.us
+                for r in range(4):
+                    spans[nspans] = interval(arrays[r][j], n, r != 1)
+                    if spans[nspans].start < base:
+                        base = spans[nspans].start
+                    nspans += 1
+                if <uintptr_t>n < shortest:
+                    shortest = n
+        return disjoint(spans, spans + 4 * count, nspans, base, shortest)
+    finally:
+        PyMem_Free(spans)
 
 
 cdef Py_ssize_t run_many(object params, object grads, object ms, object us,
                          const Coefficients* k, int threads, bint check,
                          bint update=True) except -1:
     # Update every quadruple of the four sequences (lists or tuples of one
-    # length) in one call. With ``check``, the fast checks come first and 0
-    # is returned (nothing written) when one fails; returns 1 when the step
-    # was done (or, without ``update``, when the checks passed).
-    cdef Py_ssize_t count, i, j, n, nbytes, nspans = 0, held = 0
-    cdef int typenum
+    # length) in one call, without the GIL above KEEP_GIL elements. With
+    # ``check``, the fast checks come first and 0 is returned (nothing
+    # written) when one fails; returns 1 when the step was done (or, without
+    # ``update``, when the checks passed).
+    cdef Py_ssize_t count, i, j, n, held = 0
+    cdef int typenum, d
+    cdef bint same
+    cdef uintptr_t p, g, m, u
     cdef Table tables[2]
-    cdef PyObject* p
-    cdef PyObject* g
-    cdef PyObject* mm
-    cdef PyObject* uu
-    cdef uintptr_t base = UINTPTR_MAX, shortest = UINTPTR_MAX
-    cdef Interval* spans
     cdef PyObject** P
     cdef PyObject** G
     cdef PyObject** M
     cdef PyObject** U
-    cdef PyObject** hold
-    cdef char* memory
+    cdef PyObject** hold = NULL
+    cdef char* memory = NULL
     count = len(params)
     if len(grads) != count or len(ms) != count or len(us) != count:
         raise ValueError("the four sequences differ in length")
+    make_room(count)
     # Borrowed references from the sequences: nothing below runs Python code
     # until the GIL is released, when another thread may change the caller's
     # lists; by then ``hold`` owns a reference to each array (and so to its memory).
@@ -117,52 +219,47 @@ cdef Py_ssize_t run_many(object params, object grads, object ms, object us,
     G = PySequence_Fast_ITEMS(grads)
     M = PySequence_Fast_ITEMS(ms)
     U = PySequence_Fast_ITEMS(us)
-    memory = <char*>PyMem_Malloc(
-        tables_bytes(count) + (8 * count * sizeof(Interval) if check else 0)
-        + (4 * count * sizeof(PyObject*) if update else 0) + 1)
+    same = check and LAST.disjoint and count == LAST.count
+    for j in range(count):
+        if check:
+            typenum = fast_quadruple(P[j], G[j], M[j], U[j], &n)
+            if typenum == 0:
+                if not same:  # tables partly written: not those found disjoint
+                    LAST.disjoint = False
+                return 0
+        else:
+            typenum = type_size(P[j], &n)
+        d = 0 if typenum == cnp.NPY_FLOAT32 else 1
+        p, g, m, u = data(P[j]), data(G[j]), data(M[j]), data(U[j])
+        if same and entry_as_last(j, d, p, g, m, u, n):
+            continue
+        same = False
+        LAST.disjoint = False
+        set_entry(j, d, p, g, m, u, n)
+    LAST.count = LAST.tables[0].count = LAST.tables[1].count = count
+    if check and not same:
+        if not tables_disjoint(count):
+            return 0
+        LAST.disjoint = True
+    if not update:
+        return 1
+    if LAST.tables[0].offsets[count] + LAST.tables[1].offsets[count] <= KEEP_GIL:
+        run_tables(LAST.tables, k, threads)
+        return 1
+    # A long step lets other threads run: on its own copy of the tables,
+    # holding the arrays.
+    memory = <char*>PyMem_Malloc(tables_bytes(count) + 4 * count * sizeof(PyObject*) + 1)
     if memory == NULL:
         raise MemoryError()
-    spans = <Interval*>lay_out_tables(tables, memory, count)
-    hold = <PyObject**>(spans + (8 * count if check else 0))
+    hold = <PyObject**>lay_out_tables(tables, memory, count)
     try:
-        for j in range(count):
-            p = P[j]
-            g = G[j]
-            mm = M[j]
-            uu = U[j]
-            if check:
-                typenum = fast_quadruple(p, g, mm, uu, &n)
-                if typenum == 0:
-                    return 0
-            else:
-                typenum = cnp.PyArray_TYPE(<cnp.ndarray>p)
-                n = cnp.PyArray_SIZE(<cnp.ndarray>p)
-            if n == 0:
-                continue
-            if check:
-                nbytes = n * (<Py_ssize_t>sizeof(float) if typenum == cnp.NPY_FLOAT32 else
-                              <Py_ssize_t>sizeof(double))
-                spans[nspans] = interval(p, nbytes, True)
-                spans[nspans + 1] = interval(g, nbytes, False)
-                spans[nspans + 2] = interval(mm, nbytes, True)
-                spans[nspans + 3] = interval(uu, nbytes, True)
-                for i in range(nspans, nspans + 4):
-                    if spans[i].start < base:
-                        base = spans[i].start
-                if <uintptr_t>nbytes < shortest:
-                    shortest = nbytes
-                nspans += 4
-                if not update:
-                    continue
-            add_quadruple(&tables[0] if typenum == cnp.NPY_FLOAT32 else &tables[1],
-                          <uintptr_t>cnp.PyArray_DATA(<cnp.ndarray>p),
-                          <uintptr_t>cnp.PyArray_DATA(<cnp.ndarray>g),
-                          <uintptr_t>cnp.PyArray_DATA(<cnp.ndarray>mm),
-                          <uintptr_t>cnp.PyArray_DATA(<cnp.ndarray>uu), n)
-        if check and not disjoint(spans, spans + 4 * count, nspans, base, shortest):
-            return 0
-        if not update:
-            return 1
+        for d in range(2):
+            memcpy(tables[d].params, LAST.tables[d].params, count * sizeof(uintptr_t))
+            memcpy(tables[d].grads, LAST.tables[d].grads, count * sizeof(uintptr_t))
+            memcpy(tables[d].ms, LAST.tables[d].ms, count * sizeof(uintptr_t))
+            memcpy(tables[d].us, LAST.tables[d].us, count * sizeof(uintptr_t))
+            memcpy(tables[d].offsets, LAST.tables[d].offsets, (count + 1) * sizeof(Py_ssize_t))
+            tables[d].count = count
         for j in range(count):
             hold[held] = P[j]
             hold[held + 1] = G[j]

@@ -1,55 +1,65 @@
 # One quadruple (included by _kernel.pyx): the fast checks of the common
-# case, the checked step (step_inplace) and the trusting one (update).
+# case (plain reads of the array structs, in C), the checked step
+# (step_inplace) and the trusting one (update).
 
-cdef inline bint like(PyObject* a, PyObject* param, int flags) noexcept:
-    # An exact ndarray of param's dtype and shape with these flags.
-    cdef int d
-    cdef cnp.npy_intp* shape
-    cdef cnp.npy_intp* param_shape
-    if type(<object>a) is not cnp.ndarray:
-        return False
-    if (cnp.PyArray_FLAGS(<cnp.ndarray>a) & flags) != flags:
-        return False
-    # The same dtype object (the common case) or an equal native one.
-    if (cnp.PyArray_DESCR(<cnp.ndarray>a) != cnp.PyArray_DESCR(<cnp.ndarray>param)
-            and (cnp.PyArray_TYPE(<cnp.ndarray>a) != cnp.PyArray_TYPE(<cnp.ndarray>param)
-                 or not cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>a))):
-        return False
-    if cnp.PyArray_NDIM(<cnp.ndarray>a) != cnp.PyArray_NDIM(<cnp.ndarray>param):
-        return False
-    shape = cnp.PyArray_DIMS(<cnp.ndarray>a)
-    param_shape = cnp.PyArray_DIMS(<cnp.ndarray>param)
-    for d in range(cnp.PyArray_NDIM(<cnp.ndarray>a)):
-        if shape[d] != param_shape[d]:
-            return False
-    return True
+cdef extern from *:
+    """
+    /* An exact ndarray of param's dtype and shape with these flags. */
+    static inline int adamax_cy_like(PyObject* a, PyArrayObject* param, int flags) {
+        PyArrayObject* x = (PyArrayObject*)a;
+        int d;
+        if (Py_TYPE(a) != &PyArray_Type || (PyArray_FLAGS(x) & flags) != flags) return 0;
+        /* The same dtype object (the common case) or an equal native one. */
+        if (PyArray_DESCR(x) != PyArray_DESCR(param)
+                && (PyArray_TYPE(x) != PyArray_TYPE(param) || !PyArray_ISNOTSWAPPED(x)))
+            return 0;
+        if (PyArray_NDIM(x) != PyArray_NDIM(param)) return 0;
+        for (d = 0; d < PyArray_NDIM(x); d++)
+            if (PyArray_DIMS(x)[d] != PyArray_DIMS(param)[d]) return 0;
+        return 1;
+    }
 
+    /* The typenum of the quadruple when the four are C-contiguous arrays of
+       one native float dtype and one shape, param, m and u writable, with its
+       element count in *size; else 0. Overlaps are checked by the callers.
+       The caller holds the GIL and borrowed references: nothing here runs
+       Python code. */
+    static inline int adamax_cy_quadruple(PyObject* param, PyObject* grad, PyObject* m,
+                                          PyObject* u, Py_ssize_t* size) {
+        const int written = NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_WRITEABLE;
+        PyArrayObject* p = (PyArrayObject*)param;
+        Py_ssize_t n = 1;
+        int typenum, d;
+        if (Py_TYPE(param) != &PyArray_Type) return 0;
+        typenum = PyArray_TYPE(p);
+        if ((typenum != NPY_FLOAT32 && typenum != NPY_FLOAT64) || !PyArray_ISNOTSWAPPED(p)
+                || (PyArray_FLAGS(p) & written) != written)
+            return 0;
+        if (!(adamax_cy_like(grad, p, NPY_ARRAY_C_CONTIGUOUS) && adamax_cy_like(m, p, written)
+              && adamax_cy_like(u, p, written)))
+            return 0;
+        for (d = 0; d < PyArray_NDIM(p); d++) n *= PyArray_DIMS(p)[d];
+        *size = n;
+        return typenum;
+    }
 
-cdef inline int fast_quadruple(PyObject* param, PyObject* grad, PyObject* m, PyObject* u,
-                               Py_ssize_t* size) noexcept:
-    # The typenum of the quadruple when the four are C-contiguous arrays of
-    # one native float dtype and one shape, param, m and u writable, with its
-    # element count in size; else 0. Overlaps are checked by the callers.
-    # (Borrowed references: nothing here can run Python code.)
-    cdef int typenum, d
-    cdef int written = cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_WRITEABLE
-    cdef Py_ssize_t n = 1
-    cdef cnp.npy_intp* shape
-    if type(<object>param) is not cnp.ndarray:
-        return 0
-    typenum = cnp.PyArray_TYPE(<cnp.ndarray>param)
-    if ((typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64)
-            or not cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>param)
-            or (cnp.PyArray_FLAGS(<cnp.ndarray>param) & written) != written):
-        return 0
-    if not (like(grad, param, cnp.NPY_ARRAY_C_CONTIGUOUS) and like(m, param, written)
-            and like(u, param, written)):
-        return 0
-    shape = cnp.PyArray_DIMS(<cnp.ndarray>param)
-    for d in range(cnp.PyArray_NDIM(<cnp.ndarray>param)):
-        n *= shape[d]
-    size[0] = n
-    return typenum
+    /* The typenum and element count of an array the caller has checked. */
+    static inline int adamax_cy_type_size(PyObject* a, Py_ssize_t* size) {
+        PyArrayObject* x = (PyArrayObject*)a;
+        Py_ssize_t n = 1;
+        for (int d = 0; d < PyArray_NDIM(x); d++) n *= PyArray_DIMS(x)[d];
+        *size = n;
+        return PyArray_TYPE(x);
+    }
+
+    static inline uintptr_t adamax_cy_data(PyObject* a) {
+        return (uintptr_t)PyArray_DATA((PyArrayObject*)a);
+    }
+    """
+    int fast_quadruple "adamax_cy_quadruple"(PyObject* param, PyObject* grad, PyObject* m,
+                                             PyObject* u, Py_ssize_t* size) noexcept nogil
+    int type_size "adamax_cy_type_size"(PyObject* a, Py_ssize_t* size) noexcept nogil
+    uintptr_t data "adamax_cy_data"(PyObject* a) noexcept nogil
 
 
 def update(floating[::1] param, const floating[::1] grad, floating[::1] m, floating[::1] u, *,
@@ -92,11 +102,12 @@ def step_inplace(param, grad, m, u, t, lr, beta1, beta2, eps, weight_decay,
         return True
     nbytes = n * (<Py_ssize_t>sizeof(float) if typenum == cnp.NPY_FLOAT32 else
                   <Py_ssize_t>sizeof(double))
-    spans[0] = interval(<PyObject*>param, nbytes, True)
-    spans[1] = interval(<PyObject*>grad, nbytes, False)
-    spans[2] = interval(<PyObject*>m, nbytes, True)
-    spans[3] = interval(<PyObject*>u, nbytes, True)
-    p_, g_, m_, u_ = spans[0].start, spans[1].start, spans[2].start, spans[3].start
+    p_, g_, m_, u_ = (data(<PyObject*>param), data(<PyObject*>grad), data(<PyObject*>m),
+                      data(<PyObject*>u))
+    spans[0] = interval(p_, nbytes, True)
+    spans[1] = interval(g_, nbytes, False)
+    spans[2] = interval(m_, nbytes, True)
+    spans[3] = interval(u_, nbytes, True)
     if not disjoint(spans, NULL, 4, 0, 1):
         return False
     # The arguments hold the four arrays (and so their memory) until the return.

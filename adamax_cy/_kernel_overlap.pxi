@@ -77,10 +77,10 @@ cdef extern from *:
 
 
 
-cdef inline Interval interval(PyObject* a, Py_ssize_t nbytes, bint written) noexcept:
+cdef inline Interval interval(uintptr_t start, Py_ssize_t nbytes, bint written) noexcept nogil:
     cdef Interval r
-    r.start = <uintptr_t>cnp.PyArray_DATA(<cnp.ndarray>a)
-    r.stop = r.start + <uintptr_t>nbytes
+    r.start = start
+    r.stop = start + <uintptr_t>nbytes
     r.written = written
     return r
 
