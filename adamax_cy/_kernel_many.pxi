@@ -13,6 +13,53 @@ cdef extern from "Python.h":
     void incref "Py_INCREF"(PyObject*)
     void decref "Py_DECREF"(PyObject*)
 
+cdef extern from *:
+    """
+    typedef void (*adamax_cy_block)(const void* work, Py_ssize_t b, Py_ssize_t blocks);
+
+    /* body(work, b, blocks) for each b in [0, blocks), on up to `threads`
+       OpenMP threads. Unlike Cython's prange, which releases the GIL when
+       the calling thread holds it, this leaves the GIL as it is: a call
+       that keeps the GIL (run_many) keeps it while its threads run. */
+    static void adamax_cy_run_blocks(adamax_cy_block body, const void* work, Py_ssize_t blocks,
+                                     int threads) {
+        Py_ssize_t b;
+    #ifdef _OPENMP
+        #pragma omp parallel for schedule(static) num_threads(threads)
+    #endif
+        for (b = 0; b < blocks; b++) body(work, b, blocks);
+    }
+    """
+    ctypedef void (*Block)(const void* work, Py_ssize_t b, Py_ssize_t blocks) noexcept nogil
+    void run_blocks "adamax_cy_run_blocks"(Block body, const void* work, Py_ssize_t blocks,
+                                           int threads) noexcept nogil
+
+
+cdef struct ManyWork:
+    # The arguments of many_range, for run_blocks.
+    const uintptr_t* params
+    const uintptr_t* grads
+    const uintptr_t* ms
+    const uintptr_t* us
+    const Py_ssize_t* offsets
+    Py_ssize_t count
+    const Coefficients* k
+
+
+cdef void many_block32(const void* work, Py_ssize_t b, Py_ssize_t blocks) noexcept nogil:
+    cdef const ManyWork* w = <const ManyWork*>work
+    cdef Py_ssize_t n = w.offsets[w.count]
+    many_range(<float*>NULL, w.params, w.grads, w.ms, w.us, w.offsets, w.count, w.k,
+               b * n // blocks, (b + 1) * n // blocks)
+
+
+cdef void many_block64(const void* work, Py_ssize_t b, Py_ssize_t blocks) noexcept nogil:
+    cdef const ManyWork* w = <const ManyWork*>work
+    cdef Py_ssize_t n = w.offsets[w.count]
+    many_range(<double*>NULL, w.params, w.grads, w.ms, w.us, w.offsets, w.count, w.k,
+               b * n // blocks, (b + 1) * n // blocks)
+
+
 cdef void many_blocks(
     floating* dtype_tag,
     const uintptr_t* params,
@@ -26,19 +73,21 @@ cdef void many_blocks(
 ) noexcept nogil:
     # The arrays are laid end to end (offsets[j] is where array j starts,
     # offsets[count] the total) and split by elements, so one large array
-    # among many small ones still keeps every thread busy.
+    # among many small ones still keeps every thread busy. Runs with the GIL
+    # held or not, as the caller does.
     cdef Py_ssize_t n = offsets[count]
     cdef int threads = resolve_threads(num_threads)
-    cdef Py_ssize_t b
     cdef Timed timed  # the default adapts to a busy machine (_kernel_policy.pxi)
     cdef Py_ssize_t blocks = adapt(&timed, n, sizeof(floating), block_count(n, threads),
                                    num_threads, True)
+    cdef ManyWork work
     if blocks == 1:  # without entering OpenMP (see update_blocks)
         many_range(dtype_tag, params, grads, ms, us, offsets, count, k, 0, n)
     else:
-        for b in prange(blocks, schedule="static", num_threads=threads):
-            many_range(dtype_tag, params, grads, ms, us, offsets, count, k,
-                       b * n // blocks, (b + 1) * n // blocks)
+        work.params, work.grads, work.ms, work.us = params, grads, ms, us
+        work.offsets, work.count, work.k = offsets, count, k
+        run_blocks(many_block32 if floating is float else many_block64, &work, blocks,
+                   threads)
     adapted(&timed)
 
 

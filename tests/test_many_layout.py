@@ -192,8 +192,9 @@ def test_steps_on_either_side_of_the_gil_bound(extra):
 
 
 def test_threads_stepping_their_own_arrays_at_once():
-    # Concurrent calls share the kept tables: small ones (GIL kept) and
-    # large ones (GIL released, on their own copy) interleave.
+    # Concurrent calls share the kept tables: small ones (GIL kept, on one
+    # thread or several) and large ones (GIL released, on their own copy)
+    # interleave.
     code = """
     import threading
     import numpy as np
@@ -206,7 +207,10 @@ def test_threads_stepping_their_own_arrays_at_once():
         return out
 
     big = _kernel.keep_gil_elements // 2 + 1
-    work = [lists(200, 50, 0), lists(3, big, 1), lists(37, 20, 2), lists(2, big, 3)]
+    threaded = _kernel.keep_gil_elements // 4  # on threads, under the GIL bound
+    assert 2 * threaded >= _kernel.serial_threshold
+    work = [lists(200, 50, 0), lists(3, big, 1), lists(37, 20, 2), lists(2, big, 3),
+            lists(2, threaded, 4), lists(3, threaded, 5)]
     expected = [[[a.copy() for a in x] for x in w] for w in work]
     steps = 30
     for w in expected:
@@ -215,7 +219,7 @@ def test_threads_stepping_their_own_arrays_at_once():
                 adamax_step_inplace(*q, t)
     def run(w):
         for t in range(1, steps + 1):
-            adamax_step_many(*w, t)
+            adamax_step_many(*w, t, num_threads=2)
     threads = [threading.Thread(target=run, args=(w,)) for w in work]
     for th in threads:
         th.start()
