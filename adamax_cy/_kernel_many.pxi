@@ -157,9 +157,11 @@ cdef Layout LAST
 # LAST always has room for this many quadruples (about 80 bytes each).
 cdef Py_ssize_t ROOM_KEPT = 1024
 # A call of at most this many elements keeps the GIL while it runs (a
-# fraction of a millisecond): it runs on LAST itself, and holding a
-# reference to every array, which costs a noticeable part of a small step
-# (a cache miss on each array after the step's own traffic), is not needed.
+# fraction of a millisecond, but up to a scheduler time slice when threads
+# asked for explicitly wait for a busy core; the default then runs
+# serially): it runs on LAST itself, and holding a reference to every array,
+# which costs a noticeable part of a small step (a cache miss on each array
+# after the step's own traffic), is not needed.
 cdef Py_ssize_t KEEP_GIL = 1 << 18
 keep_gil_elements = KEEP_GIL
 
@@ -268,7 +270,9 @@ cdef Py_ssize_t run_many(object params, object grads, object ms, object us,
     G = PySequence_Fast_ITEMS(grads)
     M = PySequence_Fast_ITEMS(ms)
     U = PySequence_Fast_ITEMS(us)
-    same = check and LAST.disjoint and count == LAST.count
+    # (A trusted call on the arrays of the last checked one, as the optimizer
+    # makes after check_many_fast, keeps them: they are still disjoint.)
+    same = LAST.disjoint and count == LAST.count
     for j in range(count):
         if check:
             typenum = fast_quadruple(P[j], G[j], M[j], U[j], &n)
@@ -324,6 +328,12 @@ cdef Py_ssize_t run_many(object params, object grads, object ms, object us,
         for i in range(held):
             decref(hold[i])
         PyMem_Free(memory)
+
+
+def kept_tables():
+    """The tables adamax_step_many kept from its last call (tests): how many
+    quadruples, and whether their arrays were found disjoint."""
+    return {"count": LAST.count, "disjoint": bool(LAST.disjoint)}
 
 
 def update_many(list params, list grads, list ms, list us, *,

@@ -234,3 +234,24 @@ def test_threads_stepping_their_own_arrays_at_once():
     out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
                          text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "2"})
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_the_optimizer_s_trusted_call_keeps_the_checked_tables():
+    # adamax_cy.Adamax checks with check_many_fast, then steps with
+    # update_many: on the same arrays the kept tables stay the checked ones,
+    # so the next check needs no overlap test; other arrays replace them.
+    rng = np.random.default_rng(0)
+    buffer, lists = cut("quadruples", [5] * 6, rng)
+    other = [list(x) for x in lists]
+    other[3][2] = other[3][2].copy()
+    options = dict(t=T, lr=0.002, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
+                   decoupled_weight_decay=False, maximize=False, convention="spec",
+                   num_threads=0)
+    assert _kernel.check_many_fast(*lists) is True
+    assert _kernel.kept_tables() == {"count": 6, "disjoint": True}
+    _kernel.update_many(*lists, **options)
+    assert _kernel.kept_tables() == {"count": 6, "disjoint": True}
+    _kernel.update_many(*other, **options)
+    assert _kernel.kept_tables() == {"count": 6, "disjoint": False}
+    assert _kernel.check_many_fast(*other) is True
+    assert _kernel.kept_tables() == {"count": 6, "disjoint": True}
