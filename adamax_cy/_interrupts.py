@@ -61,7 +61,7 @@ _RETRIES = 1000
 class deferred_signals:
     """Run the block to its end before any Python signal handler runs.
 
-    A compiled step writes the arrays with the GIL released, and Python
+    A compiled step may write the arrays with the GIL released, and Python
     runs the handler of a signal that arrived meanwhile (Ctrl-C's, which
     raises KeyboardInterrupt, or one that saves a checkpoint on a
     preemption notice) at its next chance, which may fall between writing

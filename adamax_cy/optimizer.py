@@ -102,8 +102,8 @@ class Adamax:
     Notes
     -----
     A step makes one compiled call (:func:`adamax_cy.adamax_step_many`'s
-    kernel, float32 and float64 arrays together, one GIL release) per
-    parameter group and distinct step count: groups may differ in their
+    kernel, float32 and float64 arrays together) per parameter group and
+    distinct step count: groups may differ in their
     hyperparameters and step counts in their bias correction, which are
     per-call scalars. With one group whose parameters all have gradients,
     that is one call. Every gradient and option of every group is checked
