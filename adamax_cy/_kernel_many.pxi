@@ -44,20 +44,19 @@ cdef struct ManyWork:
     const Py_ssize_t* offsets
     Py_ssize_t count
     const Coefficients* k
+    bint is64  # float64 arrays, else float32
 
 
-cdef void many_block32(const void* work, Py_ssize_t b, Py_ssize_t blocks) noexcept nogil:
+cdef void many_block(const void* work, Py_ssize_t b, Py_ssize_t blocks) noexcept nogil:
+    # Block b of many_blocks.
     cdef const ManyWork* w = <const ManyWork*>work
     cdef Py_ssize_t n = w.offsets[w.count]
-    many_range(<float*>NULL, w.params, w.grads, w.ms, w.us, w.offsets, w.count, w.k,
-               b * n // blocks, (b + 1) * n // blocks)
-
-
-cdef void many_block64(const void* work, Py_ssize_t b, Py_ssize_t blocks) noexcept nogil:
-    cdef const ManyWork* w = <const ManyWork*>work
-    cdef Py_ssize_t n = w.offsets[w.count]
-    many_range(<double*>NULL, w.params, w.grads, w.ms, w.us, w.offsets, w.count, w.k,
-               b * n // blocks, (b + 1) * n // blocks)
+    if w.is64:
+        many_range(<double*>NULL, w.params, w.grads, w.ms, w.us, w.offsets, w.count, w.k,
+                   b * n // blocks, (b + 1) * n // blocks)
+    else:
+        many_range(<float*>NULL, w.params, w.grads, w.ms, w.us, w.offsets, w.count, w.k,
+                   b * n // blocks, (b + 1) * n // blocks)
 
 
 cdef void many_blocks(
@@ -86,8 +85,8 @@ cdef void many_blocks(
     else:
         work.params, work.grads, work.ms, work.us = params, grads, ms, us
         work.offsets, work.count, work.k = offsets, count, k
-        run_blocks(many_block32 if floating is float else many_block64, &work, blocks,
-                   threads)
+        work.is64 = floating is double
+        run_blocks(many_block, &work, blocks, threads)
     adapted(&timed)
 
 

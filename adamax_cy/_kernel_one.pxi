@@ -4,6 +4,13 @@
 
 cdef extern from *:
     """
+    /* The element count of an array: the product of its shape. */
+    static inline Py_ssize_t adamax_cy_elements(PyArrayObject* x) {
+        Py_ssize_t n = 1;
+        for (int d = 0; d < PyArray_NDIM(x); d++) n *= PyArray_DIMS(x)[d];
+        return n;
+    }
+
     /* An exact ndarray of param's dtype and shape with these flags. */
     static inline int adamax_cy_like(PyObject* a, PyArrayObject* param, int flags) {
         PyArrayObject* x = (PyArrayObject*)a;
@@ -28,8 +35,7 @@ cdef extern from *:
                                           PyObject* u, Py_ssize_t* size) {
         const int written = NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_WRITEABLE;
         PyArrayObject* p = (PyArrayObject*)param;
-        Py_ssize_t n = 1;
-        int typenum, d;
+        int typenum;
         if (Py_TYPE(param) != &PyArray_Type) return 0;
         typenum = PyArray_TYPE(p);
         if ((typenum != NPY_FLOAT32 && typenum != NPY_FLOAT64) || !PyArray_ISNOTSWAPPED(p)
@@ -38,18 +44,14 @@ cdef extern from *:
         if (!(adamax_cy_like(grad, p, NPY_ARRAY_C_CONTIGUOUS) && adamax_cy_like(m, p, written)
               && adamax_cy_like(u, p, written)))
             return 0;
-        for (d = 0; d < PyArray_NDIM(p); d++) n *= PyArray_DIMS(p)[d];
-        *size = n;
+        *size = adamax_cy_elements(p);
         return typenum;
     }
 
     /* The typenum and element count of an array the caller has checked. */
     static inline int adamax_cy_type_size(PyObject* a, Py_ssize_t* size) {
-        PyArrayObject* x = (PyArrayObject*)a;
-        Py_ssize_t n = 1;
-        for (int d = 0; d < PyArray_NDIM(x); d++) n *= PyArray_DIMS(x)[d];
-        *size = n;
-        return PyArray_TYPE(x);
+        *size = adamax_cy_elements((PyArrayObject*)a);
+        return PyArray_TYPE((PyArrayObject*)a);
     }
 
     static inline uintptr_t adamax_cy_data(PyObject* a) {
