@@ -78,7 +78,7 @@ cdef void many_blocks(
     cdef int threads = resolve_threads(num_threads)
     cdef Timed timed  # the default adapts to a busy machine (_kernel_policy.pxi)
     cdef Py_ssize_t blocks = adapt(&timed, n, sizeof(floating), block_count(n, threads),
-                                   num_threads, True)
+                                   num_threads, count > 1)
     cdef ManyWork work
     if blocks == 1:  # without entering OpenMP (see update_blocks)
         many_range(dtype_tag, params, grads, ms, us, offsets, count, k, 0, n)

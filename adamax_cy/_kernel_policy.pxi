@@ -6,7 +6,9 @@
 # scheduler time slice (milliseconds), and a step that takes 20 us on one
 # thread can take 4 ms on two. So the default measures itself and keeps
 # whichever way has cost less on average, per kind of call (one array or
-# many), dtype and size class (elements between two powers of two):
+# many), dtype and size class (elements between two powers of two); a
+# many-array call with one quadruple counts as one array (the same loop on
+# the same memory):
 #
 # - Measuring: the first two calls of a class run serially; the second (the
 #   first touches cold memory) gives the serial cost per element.
@@ -15,10 +17,17 @@
 #   create them) without condemning threads; a probe stops early once it has
 #   lost more than ABORT serial calls' worth of time (a late thread).
 # - Threads: the parallel cost is a decayed sum over the recent parallel
-#   calls (about 32), every late call included, so the decision follows
-#   the mean a training loop pays. Every REFRESH-th call runs serially to
-#   keep the serial estimate current. When threads have cost more than the
-#   serial estimate over that window, the class backs off.
+#   calls (about 32), every late call included (isolated stalls aside,
+#   below), so the decision follows the mean a training loop pays. Every
+#   REFRESH-th call runs serially to keep the serial estimate current. When
+#   threads have cost more than the serial estimate over that window, the
+#   class backs off.
+# - Stalls: a parallel call slower than STALL x the serial estimate after
+#   ISOLATED parallel calls without one counts, in threads mode, as that
+#   slow only. On a virtual machine serial calls stall for milliseconds too
+#   (its CPU descheduled), so a single stall is no evidence against threads,
+#   and backing off for it would cost more than the stall did; stalls that
+#   recur (a busy core) count in full.
 # - Backing off: serial calls until they have taken the time threads lost,
 #   times BACKOFF, times a penalty that doubles with each failed probe (so
 #   on a machine that stays busy, probes cost ever less) and decays while
@@ -61,6 +70,7 @@ cdef struct SizeClass:
     long long late         # parallel calls slower than LATE x the serial estimate
     long long slow         # times threads cost more than serial (and the class backed off)
     long long checks       # times the serial cost was measured again while threads did well
+    long long since_stall  # parallel calls since the last one slower than STALL x serial
 
 
 cdef struct Timed:
@@ -95,6 +105,8 @@ cdef double MAX_PENALTY = 64.0
 cdef double PENALTY_DECAY = 0.9      # per parallel call, in threads mode, that was not late
 cdef double LATE = 1.5               # a parallel call slower than this x serial is late (counted)
 cdef double WEIGHT = 0.25            # of a new sample in the serial estimate
+cdef double STALL = 4.0              # a parallel call slower than this x serial stalled
+cdef long long ISOLATED = 256        # parallel calls without a stall before one that is isolated
 
 
 cdef inline double running(double estimate, double sample) noexcept nogil:
@@ -158,6 +170,12 @@ cdef void record(SizeClass* c, bint parallel, double seconds, Py_ssize_t n) noex
     c.unchecked += seconds
     if seconds > LATE * c.serial * n:
         c.late += 1
+    if seconds > STALL * c.serial * n:
+        if c.since_stall >= ISOLATED and not c.probing:
+            seconds = STALL * c.serial * n
+        c.since_stall = 0
+    else:
+        c.since_stall += 1
     c.parallel_time = DECAY * c.parallel_time + seconds
     c.parallel_elements = DECAY * c.parallel_elements + n
     lost = c.parallel_time - c.serial * c.parallel_elements  # negative: time gained
@@ -245,7 +263,8 @@ def policy_reset():
     for kind in range(2):
         for d in range(2):
             for b in range(NCLASSES):
-                CLASSES[kind][d][b] = SizeClass(0, 0, 0, 0, 1, 0, 0, 0, 0, False, 0, 0, 0, 0, 0, 0)
+                CLASSES[kind][d][b] = SizeClass(0, 0, 0, 0, 1, 0, 0, 0, 0, False, 0, 0, 0, 0, 0, 0,
+                                                ISOLATED)
 
 
 def policy_state():

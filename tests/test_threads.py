@@ -252,6 +252,25 @@ def test_an_isolated_late_thread_on_a_quiet_machine_costs_little(fresh_policy):
     assert mean <= 0.7 * SERIAL
 
 
+def test_isolated_stalls_cost_what_they_took_and_not_a_back_off(fresh_policy):
+    # 200,000 float32 elements: 55 us on one thread, 30 us on two; every
+    # 2000th parallel call stalls for 4 ms, as serial calls also do on a
+    # virtual machine (its CPU descheduled). Backing off after each stall
+    # would run hundreds of serial calls, each 25 us dearer, for nothing.
+    serial, parallel, stall, every = 55e-6, 30e-6, 4e-3, 2000
+
+    def cost(threads, history):
+        if not threads:
+            return serial
+        return stall if sum(history) % every == every - 1 else parallel
+    choices, mean = simulate(20_000, cost)
+    # What threads and the stalls themselves cost, with the settled serial
+    # measurements (SETTLE and 8 calls every 0.5 s of parallel work: under
+    # 2% of the calls) on top.
+    assert mean <= parallel + stall / every + 0.02 * serial
+    assert big_class()["no_faster"] == 0
+
+
 @pytest.mark.parametrize("late_every", [2, 5])
 def test_threads_that_cost_more_on_average_back_off(fresh_policy, late_every):
     # A busy core: every late_every-th parallel call waits 5 ms for it.
@@ -321,9 +340,22 @@ def test_only_default_calls_above_the_threshold_reach_the_policy(fresh_policy):
         adamax_step_many([p], [g], [m], [u], 2, num_threads=threads)
     assert _kernel.policy_state() == []
     adamax_step_inplace(p, g, m, u, 3)
-    adamax_step_many([p], [g], [m], [u], 4)
+    halves = [(x[: n // 2], x[n // 2:]) for x in (p, g, m, u)]
+    adamax_step_many(*halves, 4)
     assert [(c["kind"], c["calls"]) for c in _kernel.policy_state()] == [
         ("one array", 1), ("many arrays", 1)]
+
+
+@THREADED
+def test_a_many_array_call_with_one_quadruple_is_measured_with_one_array_calls(fresh_policy):
+    # It runs the same loop on the same memory, so it costs what one array
+    # does per element; counted with calls on many small arrays, whose
+    # elements cost more, it would make either look slower than it is.
+    n = 4 * _kernel.serial_threshold
+    p, g, m, u = (np.ones(n, np.float32) for _ in range(4))
+    adamax_step_inplace(p, g, m, u, 1)
+    adamax_step_many([p], [g], [m], [u], 2)
+    assert [(c["kind"], c["calls"]) for c in _kernel.policy_state()] == [("one array", 2)]
 
 
 @THREADED
