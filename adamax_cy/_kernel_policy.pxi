@@ -95,8 +95,13 @@ cdef long long REFRESH = 64          # every REFRESH-th call is serial in thread
 # libgomp's idle threads spin for several milliseconds after a parallel
 # region (about 7.5 ms of CPU here), slowing a serial call that shares a
 # core with them: serial samples count fully only after SETTLE seconds of
-# serial work, earlier ones (such as the refresh calls) only to lower it.
+# serial work, earlier ones (such as the refresh calls) only to lower it,
+# and only when under FAR_BELOW x the estimate: they correct a first
+# measurement made on cold memory or a busy machine, not the spread from
+# call to call (taking every lower one, the estimate sank to the fastest
+# serial calls seen, and threads then looked dearer than they were).
 cdef double SETTLE = 10e-3
+cdef double FAR_BELOW = 0.75
 cdef double RECHECK = 0.5            # seconds of parallel work between settled serial samples
 cdef double BACKOFF = 4.0            # serial work after a failure, in multiples of the time lost
 cdef double MIN_BACKOFF = 8.0        # at least this many serial calls
@@ -217,7 +222,7 @@ cdef void serial_call(SizeClass* c, double seconds, double per_element) noexcept
     if settled:
         c.serial = running(c.serial, per_element)
         c.unchecked = 0
-    elif per_element < c.serial:
+    elif per_element < FAR_BELOW * c.serial:
         c.serial = running(c.serial, per_element)
     if c.backoff > 0:
         c.backoff -= seconds

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 
 import numpy as np
 import pytest
@@ -269,6 +270,29 @@ def test_isolated_stalls_cost_what_they_took_and_not_a_back_off(fresh_policy):
     # 2% of the calls) on top.
     assert mean <= parallel + stall / every + 0.02 * serial
     assert big_class()["no_faster"] == 0
+
+
+@pytest.mark.parametrize("serial, ratio, spread, slow, period",
+                         [(30e-6, 0.6, 0.2, 1.4, 5000), (55e-6, 0.65, 0.25, 1.3, 3000)])
+def test_slow_periods_keep_threads_that_win_at_every_speed(fresh_policy, serial, ratio, spread,
+                                                           slow, period):
+    # Other processes slow every call by 30-40% for thousands of calls in
+    # turn; threads stay at ``ratio`` x a serial call at either speed, and
+    # serial calls vary by +-spread from call to call. Were the serial
+    # estimate to sink to the fastest serial calls seen, threads in a slow
+    # period would look dearer than serial, back off and pay the slow serial
+    # price.
+    rng = random.Random(7)
+
+    def cost(threads, history):
+        speed = slow if (len(history) // period) % 2 else 1.0
+        if threads:
+            return speed * ratio * serial * rng.uniform(0.9, 1.1)
+        return speed * serial * rng.uniform(1 - spread, 1 + spread)
+    _, mean = simulate(100_000, cost)
+    # What threads cost, with the settled serial measurements (under 2% of
+    # the calls, each at most 1 / ratio as dear) on top.
+    assert mean <= 1.03 * ratio * serial * (1 + slow) / 2
 
 
 @pytest.mark.parametrize("late_every", [2, 5])
