@@ -7,7 +7,8 @@
 # the last call stay in LAST, with whether its intervals were found
 # disjoint: a call whose arrays have the data, dtypes and sizes found there
 # writes no table and needs no overlap test, only the checks of each
-# quadruple (dtype, shape, flags), which its headers can change.
+# quadruple (dtype, shape, flags), which its headers can change; those run
+# on the step's threads, split between them, before it.
 
 cdef extern from "Python.h":
     void incref "Py_INCREF"(PyObject*)
@@ -35,6 +36,51 @@ cdef extern from *:
                                            int threads) noexcept nogil
 
 
+cdef extern from *:
+    """
+    typedef int (*adamax_cy_part_check)(const void* work, Py_ssize_t lo, Py_ssize_t hi);
+
+    /* run_blocks after check(check_work, lo, hi) has passed on every part
+       of [0, count), the parts split between the same threads: they check
+       while the team starts, and no block is run unless every part passed
+       (a barrier between). Returns whether they all passed. Leaves the GIL
+       as it is, as run_blocks does. */
+    static int adamax_cy_run_checked(adamax_cy_part_check check, const void* check_work,
+                                     Py_ssize_t count, adamax_cy_block body, const void* work,
+                                     Py_ssize_t blocks, int threads) {
+        int failed = 0;
+        Py_ssize_t b;
+    #ifdef _OPENMP
+        #pragma omp parallel num_threads(threads) private(b)
+        {
+            Py_ssize_t t = omp_get_thread_num(), team = omp_get_num_threads();
+            int stop;
+            if (!check(check_work, t * count / team, (t + 1) * count / team)) {
+                #pragma omp atomic write
+                failed = 1;
+            }
+            #pragma omp barrier
+            #pragma omp atomic read
+            stop = failed;
+            if (!stop) {  /* the same for every thread: nothing is written after the barrier */
+                #pragma omp for schedule(static)
+                for (b = 0; b < blocks; b++) body(work, b, blocks);
+            }
+        }
+    #else
+        failed = !check(check_work, 0, count);
+        if (!failed)
+            for (b = 0; b < blocks; b++) body(work, b, blocks);
+    #endif
+        return !failed;
+    }
+    """
+    ctypedef int (*PartCheck)(const void* work, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil
+    bint run_checked "adamax_cy_run_checked"(PartCheck check, const void* check_work,
+                                             Py_ssize_t count, Block body, const void* work,
+                                             Py_ssize_t blocks, int threads) noexcept nogil
+
+
 cdef struct ManyWork:
     # The arguments of many_range, for run_blocks.
     const uintptr_t* params
@@ -59,7 +105,30 @@ cdef void many_block(const void* work, Py_ssize_t b, Py_ssize_t blocks) noexcept
                    b * n // blocks, (b + 1) * n // blocks)
 
 
-cdef void many_blocks(
+cdef struct QuadrupleCheck:
+    # The arguments of check_part: a call's sequences, and the dtype its
+    # quadruples had in LAST.
+    PyObject** arrays[4]
+    int typenum
+    int d
+
+
+cdef int check_part(const void* work, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    # Whether quadruples [lo, hi) pass the fast checks and are those of LAST
+    # at their places (reads only).
+    cdef const QuadrupleCheck* c = <const QuadrupleCheck*>work
+    cdef Py_ssize_t j, n = 0
+    for j in range(lo, hi):
+        if fast_quadruple(c.arrays[0][j], c.arrays[1][j], c.arrays[2][j], c.arrays[3][j],
+                          &n) != c.typenum:
+            return False
+        if not entry_as_last(j, c.d, data(c.arrays[0][j]), data(c.arrays[1][j]),
+                             data(c.arrays[2][j]), data(c.arrays[3][j]), n):
+            return False
+    return True
+
+
+cdef bint many_blocks(
     floating* dtype_tag,
     const uintptr_t* params,
     const uintptr_t* grads,
@@ -69,11 +138,14 @@ cdef void many_blocks(
     Py_ssize_t count,
     const Coefficients* k,
     int num_threads,
+    const QuadrupleCheck* checks=NULL,
 ) noexcept nogil:
     # The arrays are laid end to end (offsets[j] is where array j starts,
     # offsets[count] the total) and split by elements, so one large array
     # among many small ones still keeps every thread busy. Runs with the GIL
-    # held or not, as the caller does.
+    # held or not, as the caller does. With ``checks``, they come first, on
+    # the same threads, and nothing is written unless they pass (returns
+    # whether they did).
     cdef Py_ssize_t n = offsets[count]
     cdef int threads = resolve_threads(num_threads)
     cdef Timed timed  # the default adapts to a busy machine (_kernel_policy.pxi)
@@ -81,13 +153,19 @@ cdef void many_blocks(
                                    num_threads, count > 1)
     cdef ManyWork work
     if blocks == 1:  # without entering OpenMP (see update_blocks)
+        if checks != NULL and not check_part(checks, 0, count):
+            return False
         many_range(dtype_tag, params, grads, ms, us, offsets, count, k, 0, n)
     else:
         work.params, work.grads, work.ms, work.us = params, grads, ms, us
         work.offsets, work.count, work.k = offsets, count, k
         work.is64 = floating is double
-        run_blocks(many_block, &work, blocks, threads)
+        if checks == NULL:
+            run_blocks(many_block, &work, blocks, threads)
+        elif not run_checked(check_part, checks, count, many_block, &work, blocks, threads):
+            return False  # (and the policy learns nothing from it)
     adapted(&timed)
+    return True
 
 
 cdef inline void many_range(
@@ -130,14 +208,22 @@ cdef char* lay_out_tables(Table* tables, char* memory, Py_ssize_t count) noexcep
     return <char*>(tables[1].offsets + count + 1)
 
 
+cdef bint table_blocks(const Table* t, int d, const Coefficients* k, int threads,
+                       const QuadrupleCheck* checks=NULL) noexcept nogil:
+    # many_blocks on table t, of float32 (d = 0) or float64 arrays.
+    if d == 0:
+        return many_blocks(<float*>NULL, t.params, t.grads, t.ms, t.us, t.offsets, t.count, k,
+                           threads, checks)
+    return many_blocks(<double*>NULL, t.params, t.grads, t.ms, t.us, t.offsets, t.count, k,
+                       threads, checks)
+
+
 cdef void run_tables(const Table* tables, const Coefficients* k, int threads) noexcept nogil:
     # One step on every quadruple of the two tables.
-    if tables[0].offsets[tables[0].count]:
-        many_blocks(<float*>NULL, tables[0].params, tables[0].grads, tables[0].ms,
-                    tables[0].us, tables[0].offsets, tables[0].count, k, threads)
-    if tables[1].offsets[tables[1].count]:
-        many_blocks(<double*>NULL, tables[1].params, tables[1].grads, tables[1].ms,
-                    tables[1].us, tables[1].offsets, tables[1].count, k, threads)
+    cdef int d
+    for d in range(2):
+        if tables[d].offsets[tables[d].count]:
+            table_blocks(&tables[d], d, k, threads)
 
 
 cdef struct Layout:
@@ -252,6 +338,7 @@ cdef Py_ssize_t run_many(object params, object grads, object ms, object us,
     cdef bint same
     cdef uintptr_t p, g, m, u
     cdef Table tables[2]
+    cdef QuadrupleCheck checks
     cdef PyObject** P
     cdef PyObject** G
     cdef PyObject** M
@@ -272,6 +359,19 @@ cdef Py_ssize_t run_many(object params, object grads, object ms, object us,
     # (A trusted call on the arrays of the last checked one, as the optimizer
     # makes after check_many_fast, keeps them: they are still disjoint.)
     same = LAST.disjoint and count == LAST.count
+    if same and check and update:
+        # The arrays of the last call, of one dtype, in a call that keeps the
+        # GIL: their checks run on the step's threads, just before it (a
+        # barrier between). When one is not as it was, nothing was written
+        # and the checks below say what changed.
+        d = 0 if LAST.tables[0].offsets[count] else 1
+        n = LAST.tables[d].offsets[count]
+        if 0 < n <= KEEP_GIL and LAST.tables[1 - d].offsets[count] == 0:
+            checks.arrays[0], checks.arrays[1], checks.arrays[2], checks.arrays[3] = P, G, M, U
+            checks.d = d
+            checks.typenum = cnp.NPY_FLOAT32 if d == 0 else cnp.NPY_FLOAT64
+            if table_blocks(&LAST.tables[d], d, k, threads, &checks):
+                return 1
     for j in range(count):
         if check:
             typenum = fast_quadruple(P[j], G[j], M[j], U[j], &n)

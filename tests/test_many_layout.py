@@ -25,6 +25,11 @@ def bits(a):
     return a.view(np.uint32 if a.dtype == np.float32 else np.uint64)
 
 
+# Small arrays take one thread; the threaded ones are enough elements for
+# two threads, which then check the quadruples too, split between them.
+SIZES = {"small": (6, None), "threaded": (4100, 2)}
+
+
 def stepped_copies(lists, t=T):
     """params, ms and us after adamax_step_inplace on copies of each quadruple."""
     out = []
@@ -35,18 +40,18 @@ def stepped_copies(lists, t=T):
     return out
 
 
-def assert_steps_like_inplace(lists, t=T):
+def assert_steps_like_inplace(lists, t=T, threads=None):
     expected = stepped_copies(lists, t)
-    adamax_step_many(*lists, t)
+    adamax_step_many(*lists, t, num_threads=threads)
     for (p, _, m, u), want in zip(zip(*lists), expected):
         for got, w in zip((p, m, u), want):
             np.testing.assert_array_equal(bits(got), bits(w))
 
 
-def assert_refused(lists, buffer, error=ValueError):
+def assert_refused(lists, buffer, error=ValueError, threads=None):
     before = buffer.copy()
     with pytest.raises(error):
-        adamax_step_many(*lists, T)
+        adamax_step_many(*lists, T, num_threads=threads)
     np.testing.assert_array_equal(bits(buffer), bits(before))
 
 
@@ -111,28 +116,30 @@ CHANGES = {
 }
 
 
+@pytest.mark.parametrize("size", sorted(SIZES))
 @pytest.mark.parametrize("layout", ["quadruples", "shuffled"])
 @pytest.mark.parametrize("change", sorted(CHANGES))
-def test_a_change_after_a_call_is_seen_by_the_next(change, layout):
+def test_a_change_after_a_call_is_seen_by_the_next(change, layout, size):
     spoil, error = CHANGES[change]
+    length, threads = SIZES[size]
     rng = np.random.default_rng(len(change))
-    buffer, lists = cut(layout, [6] * 8, rng)
+    buffer, lists = cut(layout, [length] * 8, rng)
     buffer[:] = rng.random(buffer.size)
     for _ in range(2):  # the second call meets the tables of the first
-        assert_steps_like_inplace(lists)
+        assert_steps_like_inplace(lists, threads=threads)
     changed = [list(x) for x in lists]
     spoil(changed, buffer)
     if error is None:
         assert allowed(changed)
-        assert_steps_like_inplace(changed)
-        assert_steps_like_inplace(changed)
+        assert_steps_like_inplace(changed, threads=threads)
+        assert_steps_like_inplace(changed, threads=threads)
     else:
-        assert_refused(changed, buffer, error)
-        assert_refused(changed, buffer, error)  # refused again, not remembered
+        assert_refused(changed, buffer, error, threads)
+        assert_refused(changed, buffer, error, threads)  # refused again, not remembered
     for array in (a for group in lists for a in group):
         array.setflags(write=True)
         array.shape = (array.size,)
-    assert_steps_like_inplace(lists)  # the first call's arrays again
+    assert_steps_like_inplace(lists, threads=threads)  # the first call's arrays again
 
 
 def _spoiled(lists, rng):
