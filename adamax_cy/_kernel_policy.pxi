@@ -23,11 +23,13 @@
 #   threads have cost more than the serial estimate over that window, the
 #   class backs off.
 # - Stalls: a parallel call slower than STALL x the serial estimate after
-#   ISOLATED parallel calls without one counts, in threads mode, as that
-#   slow only. On a virtual machine serial calls stall for milliseconds too
-#   (its CPU descheduled), so a single stall is no evidence against threads,
-#   and backing off for it would cost more than the stall did; stalls that
-#   recur (a busy core) count in full.
+#   ISOLATED parallel calls without one (none yet in a new class) counts as
+#   that slow only, in a probe too. On a virtual machine serial calls stall
+#   for milliseconds too (its CPU descheduled), and waking threads whose
+#   core another runtime's spinning threads hold can take as long, so a
+#   single stall is no evidence against threads, and backing off for it
+#   (doubling the penalty when it hits a probe) would cost more than the
+#   stall did; stalls that recur (a busy core) count in full.
 # - Backing off: serial calls until they have taken the time threads lost,
 #   times BACKOFF, times a penalty that doubles with each failed probe (so
 #   on a machine that stays busy, probes cost ever less) and decays while
@@ -176,7 +178,7 @@ cdef void record(SizeClass* c, bint parallel, double seconds, Py_ssize_t n) noex
     if seconds > LATE * c.serial * n:
         c.late += 1
     if seconds > STALL * c.serial * n:
-        if c.since_stall >= ISOLATED and not c.probing:
+        if c.since_stall >= ISOLATED:
             seconds = STALL * c.serial * n
         c.since_stall = 0
     else:
@@ -269,7 +271,7 @@ def policy_reset():
         for d in range(2):
             for b in range(NCLASSES):
                 CLASSES[kind][d][b] = SizeClass(0, 0, 0, 0, 1, 0, 0, 0, 0, False, 0, 0, 0, 0, 0, 0,
-                                                ISOLATED)
+                                                0)
 
 
 def policy_state():

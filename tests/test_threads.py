@@ -272,6 +272,25 @@ def test_isolated_stalls_cost_what_they_took_and_not_a_back_off(fresh_policy):
     assert big_class()["no_faster"] == 0
 
 
+def test_a_stall_on_waking_after_a_long_quiet_run_does_not_fail_the_probe(fresh_policy):
+    # Threads do well for 0.5 s, then the serial cost is measured again and
+    # threads are tried anew; waking them then takes 4 ms (their core is
+    # held by another runtime's spinning threads, as torch's are after its
+    # own work). Counted in full, that one stall fails every such try and
+    # doubles the next back-off each time.
+    serial, parallel, wake = 55e-6, 30e-6, 4e-3
+
+    def cost(threads, history):
+        if not threads:
+            return serial
+        return wake if len(history) > 8 and not any(history[-8:]) else parallel
+    _, mean = simulate(100_000, cost)
+    # What threads cost, the settled serial measurements (under 2% of the
+    # calls) and a wake-up per 0.5 s of parallel work.
+    assert mean <= parallel + 0.02 * serial + wake * parallel / 0.5
+    assert big_class()["mode"] == "threads"
+
+
 @pytest.mark.parametrize("serial, ratio, spread, slow, period",
                          [(30e-6, 0.6, 0.2, 1.4, 5000), (55e-6, 0.65, 0.25, 1.3, 3000)])
 def test_slow_periods_keep_threads_that_win_at_every_speed(fresh_policy, serial, ratio, spread,
