@@ -28,19 +28,27 @@ cdef Coefficients coefficients(const Options* o, long long t) noexcept nogil
 
 
 cdef struct Table:
-    # The quadruples of one dtype: their data pointers and running offsets.
-    # A call's quadruples go in two tables, float32 then float64.
+    # The quadruples of one dtype: their data pointers, running offsets and
+    # the variant of the element loop for their addresses (-1: the loop
+    # chooses). A call's quadruples go in two tables, float32 then float64.
     uintptr_t* params
     uintptr_t* grads
     uintptr_t* ms
     uintptr_t* us
     Py_ssize_t* offsets
+    signed char* variants
     Py_ssize_t count
+
+
+cdef inline size_t variants_bytes(Py_ssize_t count) noexcept nogil:
+    # Those of two tables, rounded up to keep what follows them aligned.
+    return (2 * count + 7) // 8 * 8
 
 
 cdef inline size_t tables_bytes(Py_ssize_t count) noexcept nogil:
     # The memory two tables of up to ``count`` quadruples each take.
-    return 2 * (4 * count * sizeof(uintptr_t) + (count + 1) * sizeof(Py_ssize_t))
+    return (2 * (4 * count * sizeof(uintptr_t) + (count + 1) * sizeof(Py_ssize_t))
+            + variants_bytes(count))
 
 
 cdef inline void empty_tables(Table* tables) noexcept nogil:
@@ -56,6 +64,7 @@ cdef inline void add_quadruple(Table* table, uintptr_t param, uintptr_t grad, ui
     table.ms[c] = m
     table.us[c] = u
     table.offsets[c + 1] = table.offsets[c] + n
+    table.variants[c] = -1
     table.count = c + 1
 
 

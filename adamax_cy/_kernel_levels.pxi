@@ -83,11 +83,13 @@ use_level(_initial_level())
 
 cdef inline void update_range(floating* param, const floating* grad, floating* m,
                               floating* u, Py_ssize_t start, Py_ssize_t stop,
-                              const Coefficients* k) noexcept nogil:
+                              const Coefficients* k, int variant) noexcept nogil:
+    # ``variant``: of the element loop, as ACTIVE.variant gives it for these
+    # arrays, or -1 to have it chosen.
     if floating is float:
-        ACTIVE.update32(param, grad, m, u, start, stop, k)
+        ACTIVE.update32(param, grad, m, u, start, stop, k, variant)
     else:
-        ACTIVE.update64(param, grad, m, u, start, stop, k)
+        ACTIVE.update64(param, grad, m, u, start, stop, k, variant)
 
 
 cdef inline void floor_range(floating* param, const floating* grad, floating* m, floating* u,

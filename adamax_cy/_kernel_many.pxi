@@ -83,12 +83,7 @@ cdef extern from *:
 
 cdef struct ManyWork:
     # The arguments of many_range, for run_blocks.
-    const uintptr_t* params
-    const uintptr_t* grads
-    const uintptr_t* ms
-    const uintptr_t* us
-    const Py_ssize_t* offsets
-    Py_ssize_t count
+    const Table* t
     const Coefficients* k
     bint is64  # float64 arrays, else float32
 
@@ -96,13 +91,11 @@ cdef struct ManyWork:
 cdef void many_block(const void* work, Py_ssize_t b, Py_ssize_t blocks) noexcept nogil:
     # Block b of many_blocks.
     cdef const ManyWork* w = <const ManyWork*>work
-    cdef Py_ssize_t n = w.offsets[w.count]
+    cdef Py_ssize_t n = w.t.offsets[w.t.count]
     if w.is64:
-        many_range(<double*>NULL, w.params, w.grads, w.ms, w.us, w.offsets, w.count, w.k,
-                   b * n // blocks, (b + 1) * n // blocks)
+        many_range(<double*>NULL, w.t, w.k, b * n // blocks, (b + 1) * n // blocks)
     else:
-        many_range(<float*>NULL, w.params, w.grads, w.ms, w.us, w.offsets, w.count, w.k,
-                   b * n // blocks, (b + 1) * n // blocks)
+        many_range(<float*>NULL, w.t, w.k, b * n // blocks, (b + 1) * n // blocks)
 
 
 cdef struct QuadrupleCheck:
@@ -130,39 +123,33 @@ cdef int check_part(const void* work, Py_ssize_t lo, Py_ssize_t hi) noexcept nog
 
 cdef bint many_blocks(
     floating* dtype_tag,
-    const uintptr_t* params,
-    const uintptr_t* grads,
-    const uintptr_t* ms,
-    const uintptr_t* us,
-    const Py_ssize_t* offsets,
-    Py_ssize_t count,
+    const Table* t,
     const Coefficients* k,
     int num_threads,
     const QuadrupleCheck* checks=NULL,
 ) noexcept nogil:
-    # The arrays are laid end to end (offsets[j] is where array j starts,
-    # offsets[count] the total) and split by elements, so one large array
-    # among many small ones still keeps every thread busy. Runs with the GIL
-    # held or not, as the caller does. With ``checks``, they come first, on
-    # the same threads, and nothing is written unless they pass (returns
-    # whether they did).
-    cdef Py_ssize_t n = offsets[count]
+    # The arrays of table t are laid end to end (t.offsets[j] is where array
+    # j starts, t.offsets[t.count] the total) and split by elements, so one
+    # large array among many small ones still keeps every thread busy. Runs
+    # with the GIL held or not, as the caller does. With ``checks``, they
+    # come first, on the same threads, and nothing is written unless they
+    # pass (returns whether they did).
+    cdef Py_ssize_t n = t.offsets[t.count]
     cdef int threads = resolve_threads(num_threads)
     cdef Timed timed  # the default adapts to a busy machine (_kernel_policy.pxi)
     cdef Py_ssize_t blocks = adapt(&timed, n, sizeof(floating), block_count(n, threads),
-                                   num_threads, count > 1)
+                                   num_threads, t.count > 1)
     cdef ManyWork work
     if blocks == 1:  # without entering OpenMP (see update_blocks)
-        if checks != NULL and not check_part(checks, 0, count):
+        if checks != NULL and not check_part(checks, 0, t.count):
             return False
-        many_range(dtype_tag, params, grads, ms, us, offsets, count, k, 0, n)
+        many_range(dtype_tag, t, k, 0, n)
     else:
-        work.params, work.grads, work.ms, work.us = params, grads, ms, us
-        work.offsets, work.count, work.k = offsets, count, k
+        work.t, work.k = t, k
         work.is64 = floating is double
         if checks == NULL:
             run_blocks(many_block, &work, blocks, threads)
-        elif not run_checked(check_part, checks, count, many_block, &work, blocks, threads):
+        elif not run_checked(check_part, checks, t.count, many_block, &work, blocks, threads):
             return False  # (and the policy learns nothing from it)
     adapted(&timed)
     return True
@@ -170,26 +157,22 @@ cdef bint many_blocks(
 
 cdef inline void many_range(
     floating* dtype_tag,
-    const uintptr_t* params,
-    const uintptr_t* grads,
-    const uintptr_t* ms,
-    const uintptr_t* us,
-    const Py_ssize_t* offsets,
-    Py_ssize_t count,
+    const Table* t,
     const Coefficients* k,
     Py_ssize_t lo,
     Py_ssize_t hi,
 ) noexcept nogil:
-    # Elements [lo, hi) of the arrays laid end to end.
+    # Elements [lo, hi) of the arrays of table t laid end to end.
     cdef Py_ssize_t j = 0, stop
-    while j < count and offsets[j + 1] <= lo:
+    cdef const Py_ssize_t* offsets = t.offsets
+    while j < t.count and offsets[j + 1] <= lo:
         j = j + 1
     while lo < hi:
         stop = offsets[j + 1] if offsets[j + 1] < hi else hi
         if stop > lo:  # (an entry without elements: its pointers are not read)
-            update_range(<floating*>params[j], <const floating*>grads[j],
-                         <floating*>ms[j], <floating*>us[j],
-                         lo - offsets[j], stop - offsets[j], k)
+            update_range(<floating*>t.params[j], <const floating*>t.grads[j],
+                         <floating*>t.ms[j], <floating*>t.us[j],
+                         lo - offsets[j], stop - offsets[j], k, t.variants[j])
         lo = stop
         j = j + 1
 
@@ -204,18 +187,18 @@ cdef char* lay_out_tables(Table* tables, char* memory, Py_ssize_t count) noexcep
         tables[j].us = tables[j].ms + count
     tables[0].offsets = <Py_ssize_t*>(<uintptr_t*>memory + 8 * count)
     tables[1].offsets = tables[0].offsets + count + 1
+    tables[0].variants = <signed char*>(tables[1].offsets + count + 1)
+    tables[1].variants = tables[0].variants + count
     empty_tables(tables)
-    return <char*>(tables[1].offsets + count + 1)
+    return <char*>tables[0].variants + variants_bytes(count)
 
 
 cdef bint table_blocks(const Table* t, int d, const Coefficients* k, int threads,
                        const QuadrupleCheck* checks=NULL) noexcept nogil:
     # many_blocks on table t, of float32 (d = 0) or float64 arrays.
     if d == 0:
-        return many_blocks(<float*>NULL, t.params, t.grads, t.ms, t.us, t.offsets, t.count, k,
-                           threads, checks)
-    return many_blocks(<double*>NULL, t.params, t.grads, t.ms, t.us, t.offsets, t.count, k,
-                       threads, checks)
+        return many_blocks(<float*>NULL, t, k, threads, checks)
+    return many_blocks(<double*>NULL, t, k, threads, checks)
 
 
 cdef void run_tables(const Table* tables, const Coefficients* k, int threads) noexcept nogil:
@@ -234,6 +217,7 @@ cdef struct Layout:
     Py_ssize_t room
     Py_ssize_t count  # quadruples in the tables
     bint disjoint     # their intervals were found disjoint
+    const Loops* loops  # the level whose variants the tables hold
 
 
 # Read and written with the GIL held only (so concurrent calls take turns);
@@ -273,6 +257,7 @@ cdef inline void set_entry(Py_ssize_t j, int d, uintptr_t p, uintptr_t g, uintpt
     t.ms[j] = m
     t.us[j] = u
     t.offsets[j + 1] = t.offsets[j] + n
+    t.variants[j] = ACTIVE.variant(<void*>p, <void*>g, <void*>m, <void*>u) if n else -1
     other.offsets[j + 1] = other.offsets[j]
 
 
@@ -281,6 +266,10 @@ cdef int make_room(Py_ssize_t count) except -1:
     # as many above ROOM_KEPT (its tables forgotten when it changes).
     cdef char* memory
     cdef Py_ssize_t room = count if count > ROOM_KEPT else ROOM_KEPT
+    if LAST.loops != ACTIVE:  # (use_level): the variants are another level's
+        LAST.count = 0
+        LAST.disjoint = False
+        LAST.loops = ACTIVE
     if LAST.memory != NULL and count <= LAST.room and LAST.room <= 4 * room:
         return 0
     memory = <char*>PyMem_Malloc(tables_bytes(room))
@@ -411,6 +400,7 @@ cdef Py_ssize_t run_many(object params, object grads, object ms, object us,
             memcpy(tables[d].ms, LAST.tables[d].ms, count * sizeof(uintptr_t))
             memcpy(tables[d].us, LAST.tables[d].us, count * sizeof(uintptr_t))
             memcpy(tables[d].offsets, LAST.tables[d].offsets, (count + 1) * sizeof(Py_ssize_t))
+            memcpy(tables[d].variants, LAST.tables[d].variants, count)
             tables[d].count = count
         for j in range(count):
             hold[held] = P[j]
@@ -431,8 +421,18 @@ cdef Py_ssize_t run_many(object params, object grads, object ms, object us,
 
 def kept_tables():
     """The tables adamax_step_many kept from its last call (tests): how many
-    quadruples, and whether their arrays were found disjoint."""
-    return {"count": LAST.count, "disjoint": bool(LAST.disjoint)}
+    quadruples, whether their arrays were found disjoint, and the variant of
+    the element loop kept for each (-1 for one without elements)."""
+    cdef Py_ssize_t j
+    variants = []
+    for j in range(LAST.count):
+        if LAST.tables[0].offsets[j + 1] > LAST.tables[0].offsets[j]:
+            variants.append(LAST.tables[0].variants[j])
+        elif LAST.tables[1].offsets[j + 1] > LAST.tables[1].offsets[j]:
+            variants.append(LAST.tables[1].variants[j])
+        else:
+            variants.append(-1)
+    return {"count": LAST.count, "disjoint": bool(LAST.disjoint), "variants": variants}
 
 
 def update_many(list params, list grads, list ms, list us, *,

@@ -79,10 +79,10 @@ cdef void update_blocks(
     # use_threads_if to "omp parallel if(...)", which still calls into the
     # runtime (about half a microsecond) when the condition is false.
     if blocks == 1:
-        update_range(param, grad, m, u, 0, n, k)
+        update_range(param, grad, m, u, 0, n, k, -1)
     else:
         for b in prange(blocks, schedule="static", num_threads=threads):
-            update_range(param, grad, m, u, b * n // blocks, (b + 1) * n // blocks, k)
+            update_range(param, grad, m, u, b * n // blocks, (b + 1) * n // blocks, k, -1)
     adapted(&timed)
 
 

@@ -18,12 +18,15 @@ cdef struct Coefficients:
 
 cdef struct Loops:
     # The serial loops over elements [start, stop) of one level; the
-    # kernel splits the work between threads and calls these.
+    # kernel splits the work between threads and calls these. The updates
+    # take the variant of the loop for the arrays' addresses (``variant``
+    # below, which depends on them modulo 4096 only), or -1 to choose it.
     const char* level
+    int (*variant)(const void*, const void*, const void*, const void*) noexcept nogil
     void (*update32)(float*, const float*, float*, float*, Py_ssize_t, Py_ssize_t,
-                     const Coefficients*) noexcept nogil
+                     const Coefficients*, int) noexcept nogil
     void (*update64)(double*, const double*, double*, double*, Py_ssize_t, Py_ssize_t,
-                     const Coefficients*) noexcept nogil
+                     const Coefficients*, int) noexcept nogil
     void (*floor32)(float*, const float*, float*, float*, Py_ssize_t, Py_ssize_t,
                     double) noexcept nogil
     void (*floor64)(double*, const double*, double*, double*, Py_ssize_t, Py_ssize_t,

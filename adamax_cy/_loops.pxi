@@ -390,16 +390,18 @@ cdef inline Py_ssize_t lead_range(
     Py_ssize_t start,
     Py_ssize_t stop,
     const Coefficients* k,
+    int variant,
 ) noexcept nogil:
     # Where update_range is to go on from: past the elements a loop with
-    # trailing stores did, when the layout of the arrays calls for one (and
-    # the flags are the common ones, as in update_range's first case).
-    cdef int variant
+    # trailing stores did, when the layout of the arrays calls for one
+    # (``variant``, or -1 to choose it here; and the flags are the common
+    # ones, as in update_range's first case).
     if (stop - start < 2 * LEAD_PERIOD * (VECTOR_BYTES // <int>sizeof(floating))
             or k.maximize or k.l2_weight_decay or k.decoupled_weight_decay
             or not <floating>k.eps > 0):
         return start
-    variant = lead_variant(param + start, grad + start, m + start, u + start)
+    if variant < 0:
+        variant = lead_variant(param + start, grad + start, m + start, u + start)
     if variant == 0:
         return start
     if floating is float:
@@ -414,15 +416,17 @@ cdef inline Py_ssize_t lead_range(
 
 
 cdef void update32(float* param, const float* grad, float* m, float* u,
-                   Py_ssize_t start, Py_ssize_t stop, const Coefficients* k) noexcept nogil:
-    start = lead_range(param, grad, m, u, start, stop, k)
+                   Py_ssize_t start, Py_ssize_t stop, const Coefficients* k,
+                   int variant) noexcept nogil:
+    start = lead_range(param, grad, m, u, start, stop, k, variant)
     if start < stop:
         update_range(param, grad, m, u, start, stop, k)
 
 
 cdef void update64(double* param, const double* grad, double* m, double* u,
-                   Py_ssize_t start, Py_ssize_t stop, const Coefficients* k) noexcept nogil:
-    start = lead_range(param, grad, m, u, start, stop, k)
+                   Py_ssize_t start, Py_ssize_t stop, const Coefficients* k,
+                   int variant) noexcept nogil:
+    start = lead_range(param, grad, m, u, start, stop, k, variant)
     if start < stop:
         update_range(param, grad, m, u, start, stop, k)
 
@@ -449,6 +453,7 @@ cdef void division64(double* param, const double* grad, double* m, double* u,
 
 cdef Loops LOOPS
 LOOPS.level = LEVEL
+LOOPS.variant = lead_variant
 LOOPS.update32 = update32
 LOOPS.update64 = update64
 LOOPS.floor32 = floor32
@@ -460,6 +465,13 @@ LOOPS.division64 = division64
 def loops():
     """The loops of this level, in a capsule for the kernel."""
     return PyCapsule_New(<void*>&LOOPS, b"adamax_cy._loops.Loops", NULL)
+
+
+def loop_variant(size_t param, size_t grad, size_t m, size_t u):
+    """The variant of the element loop for arrays at these addresses, as
+    the loops choose it and the kernel keeps it (tests): an index of
+    ``store_delays``' delays, 0 for the plain loop."""
+    return lead_variant(<void*>param, <void*>grad, <void*>m, <void*>u)
 
 
 def store_delays(size_t param, size_t grad, size_t m, size_t u):

@@ -112,3 +112,43 @@ def test_trailing_stores_split_between_threads_are_bitwise_the_plain_loop(level,
                 adamax_step_inplace(*got, 9, num_threads=threads)
                 for a, b in zip(got, expected):
                     np.testing.assert_array_equal(bits(a), bits(b), err_msg=f"{delays}")
+
+
+def kept_variants_expected(level, many):
+    return [module(level).loop_variant(*(x.ctypes.data for x in q)) for q in zip(*many)]
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_the_kept_variant_of_each_quadruple_is_the_one_its_loop_would_choose(level,
+                                                                             restore_level):
+    _kernel.use_level(level)
+    values = awkward(1037, np.float32, seed=13)
+    for delays, spacing in spacings(level, 1037, 4)[0].items():
+        cut_arrays, keep = cut(values, spacing, quadruples=3)
+        many = [cut_arrays[r::4] for r in range(4)]
+        with np.errstate(all="ignore"):
+            adamax_step_many(*many, 5)
+        variants = _kernel.kept_tables()["variants"]
+        assert variants == kept_variants_expected(level, many), delays
+        assert module(level).store_delays(*(x.ctypes.data for x in cut_arrays[:4]))[0] == delays
+
+
+@pytest.mark.skipif(len(LEVELS) < 2, reason="one instruction-set level built")
+def test_a_level_change_forgets_the_variants_kept_for_another_level(restore_level):
+    # The same arrays, stepped at one level then at another that chooses a
+    # different loop for them: the second call must keep its own level's.
+    values = awkward(1037, np.float32, seed=14)
+    first, second = LEVELS[-1], LEVELS[0]
+    for spacing in range(4096 + 1037 * 4, 2 * 8192, 16):
+        addresses = (0, spacing, 2 * spacing, 3 * spacing)
+        if module(first).loop_variant(*addresses) != module(second).loop_variant(*addresses):
+            break
+    else:
+        pytest.skip("no spacing gives the two levels different loops")
+    cut_arrays, keep = cut(values, spacing, quadruples=2)
+    many = [cut_arrays[r::4] for r in range(4)]
+    with np.errstate(all="ignore"):
+        for level in (first, second):
+            _kernel.use_level(level)
+            adamax_step_many(*many, 5)
+            assert _kernel.kept_tables()["variants"] == kept_variants_expected(level, many)
