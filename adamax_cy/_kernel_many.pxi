@@ -121,6 +121,18 @@ cdef int check_part(const void* work, Py_ssize_t lo, Py_ssize_t hi) noexcept nog
     return True
 
 
+cdef bint several_arrays(const Table* t) noexcept nogil:
+    # Whether more than one entry of t has elements (one is the loop of a
+    # single array, and is measured with single arrays).
+    cdef Py_ssize_t j, found = 0
+    for j in range(t.count):
+        if t.offsets[j + 1] > t.offsets[j]:
+            found += 1
+            if found > 1:
+                return True
+    return False
+
+
 cdef bint many_blocks(
     floating* dtype_tag,
     const Table* t,
@@ -138,10 +150,11 @@ cdef bint many_blocks(
     cdef int threads = resolve_threads(num_threads)
     cdef Timed timed  # the default adapts to a busy machine (_kernel_policy.pxi)
     cdef Py_ssize_t blocks = adapt(&timed, n, sizeof(floating), block_count(n, threads),
-                                   num_threads, t.count > 1)
+                                   num_threads, num_threads <= 0 and several_arrays(t))
     cdef ManyWork work
     if blocks == 1:  # without entering OpenMP (see update_blocks)
         if checks != NULL and not check_part(checks, 0, t.count):
+            not_adapted(&timed)
             return False
         many_range(dtype_tag, t, k, 0, n)
     else:
@@ -150,7 +163,8 @@ cdef bint many_blocks(
         if checks == NULL:
             run_blocks(many_block, &work, blocks, threads)
         elif not run_checked(check_part, checks, t.count, many_block, &work, blocks, threads):
-            return False  # (and the policy learns nothing from it)
+            not_adapted(&timed)
+            return False
     adapted(&timed)
     return True
 

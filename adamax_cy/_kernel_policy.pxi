@@ -29,7 +29,10 @@
 #   core another runtime's spinning threads hold can take as long, so a
 #   single stall is no evidence against threads, and backing off for it
 #   (doubling the penalty when it hits a probe) would cost more than the
-#   stall did; stalls that recur (a busy core) count in full.
+#   stall did; stalls that recur (a busy core) count in full. So do all of
+#   them over a longer window (about LONG parallel calls): stalls spaced
+#   just past ISOLATED calls that together cost more than threads gained
+#   between them still send the class serial.
 # - Backing off: serial calls until they have taken the time threads lost,
 #   times BACKOFF, times a penalty that doubles with each failed probe (so
 #   on a machine that stays busy, probes cost ever less) and decays while
@@ -73,6 +76,8 @@ cdef struct SizeClass:
     long long slow         # times threads cost more than serial (and the class backed off)
     long long checks       # times the serial cost was measured again while threads did well
     long long since_stall  # parallel calls since the last one slower than STALL x serial
+    double long_time       # decayed sums over about the last LONG parallel calls, stalls
+    double long_elements   # in full: seconds and elements
 
 
 cdef struct Timed:
@@ -114,6 +119,7 @@ cdef double LATE = 1.5               # a parallel call slower than this x serial
 cdef double WEIGHT = 0.25            # of a new sample in the serial estimate
 cdef double STALL = 4.0              # a parallel call slower than this x serial stalled
 cdef long long ISOLATED = 256        # parallel calls without a stall before one that is isolated
+cdef double LONG_DECAY = 1023.0 / 1024.0  # of the long sums per parallel call (LONG = 1024)
 
 
 cdef inline double running(double estimate, double sample) noexcept nogil:
@@ -158,6 +164,13 @@ cdef inline bint threads_next(const SizeClass* c) noexcept nogil:
     return c.probing or c.calls % REFRESH != 0
 
 
+cdef inline void not_adapted(Timed* timed) noexcept nogil:
+    # A call ``adapt`` counted that did not run (its checks failed): the
+    # policy learns nothing from it.
+    if timed.cls != NULL:
+        timed.cls.calls -= 1
+
+
 cdef inline void adapted(Timed* timed) noexcept nogil:
     # Stops the clock of a call ``adapt`` started and learns from it.
     if timed.cls != NULL:
@@ -177,6 +190,8 @@ cdef void record(SizeClass* c, bint parallel, double seconds, Py_ssize_t n) noex
     c.unchecked += seconds
     if seconds > LATE * c.serial * n:
         c.late += 1
+    c.long_time = LONG_DECAY * c.long_time + seconds
+    c.long_elements = LONG_DECAY * c.long_elements + n
     if seconds > STALL * c.serial * n:
         if c.since_stall >= ISOLATED:
             seconds = STALL * c.serial * n
@@ -186,6 +201,11 @@ cdef void record(SizeClass* c, bint parallel, double seconds, Py_ssize_t n) noex
     c.parallel_time = DECAY * c.parallel_time + seconds
     c.parallel_elements = DECAY * c.parallel_elements + n
     lost = c.parallel_time - c.serial * c.parallel_elements  # negative: time gained
+    long_lost = c.long_time - c.serial * c.long_elements
+    if long_lost > lost:
+        # Isolated stalls that together cost more than threads gained
+        # between them: they count in full.
+        lost = long_lost
     if c.probing:
         c.probe_calls += 1
         c.probe_time += seconds
@@ -244,6 +264,7 @@ cdef void start_probe(SizeClass* c) noexcept nogil:
 cdef void back_off(SizeClass* c, double lost, Py_ssize_t n) noexcept nogil:
     cdef double least = MIN_BACKOFF * c.serial * n
     c.slow += 1
+    c.long_time = c.long_elements = 0
     c.backoff = c.penalty * (BACKOFF * lost if BACKOFF * lost > least else least)
     if c.backoff > MAX_BACKOFF:
         c.backoff = MAX_BACKOFF
@@ -271,7 +292,7 @@ def policy_reset():
         for d in range(2):
             for b in range(NCLASSES):
                 CLASSES[kind][d][b] = SizeClass(0, 0, 0, 0, 1, 0, 0, 0, 0, False, 0, 0, 0, 0, 0, 0,
-                                                0)
+                                                0, 0, 0)
 
 
 def policy_state():

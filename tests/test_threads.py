@@ -259,17 +259,40 @@ def test_isolated_stalls_cost_what_they_took_and_not_a_back_off(fresh_policy):
     # virtual machine (its CPU descheduled). Backing off after each stall
     # would run hundreds of serial calls, each 25 us dearer, for nothing.
     serial, parallel, stall, every = 55e-6, 30e-6, 4e-3, 2000
+    parallel_calls = 0
 
     def cost(threads, history):
+        nonlocal parallel_calls
         if not threads:
             return serial
-        return stall if sum(history) % every == every - 1 else parallel
+        parallel_calls += 1
+        return stall if parallel_calls % every == 0 else parallel
     choices, mean = simulate(20_000, cost)
     # What threads and the stalls themselves cost, with the settled serial
     # measurements (SETTLE and 8 calls every 0.5 s of parallel work: under
     # 2% of the calls) on top.
     assert mean <= parallel + stall / every + 0.02 * serial
     assert big_class()["no_faster"] == 0
+
+
+@pytest.mark.parametrize("stall, every", [(6e-3, 257), (10e-3, 300), (4e-3, 400)])
+def test_stalls_spaced_just_past_the_isolation_rule_still_back_off(fresh_policy, stall, every):
+    # 100,000 float32 elements: 25 us on one thread, 14 us on two; a busy
+    # core holds every every-th parallel call for a scheduler slice. Each
+    # stall comes after enough clean calls to look isolated, yet together
+    # they cost more than threads gain in between.
+    serial, parallel = 25e-6, 14e-6
+    parallel_calls = 0
+
+    def cost(threads, history):
+        nonlocal parallel_calls
+        if not threads:
+            return serial
+        parallel_calls += 1
+        return stall if parallel_calls % every == 0 else parallel
+    _, mean = simulate(200_000, cost)
+    assert mean <= 1.25 * serial  # the bound for a busy machine
+    assert big_class()["no_faster"] >= 1
 
 
 def test_a_stall_on_waking_after_a_long_quiet_run_does_not_fail_the_probe(fresh_policy):
@@ -399,6 +422,13 @@ def test_a_many_array_call_with_one_quadruple_is_measured_with_one_array_calls(f
     adamax_step_inplace(p, g, m, u, 1)
     adamax_step_many([p], [g], [m], [u], 2)
     assert [(c["kind"], c["calls"]) for c in _kernel.policy_state()] == [("one array", 2)]
+    # With an empty quadruple, or one of the other dtype, it still runs one array.
+    empty = [np.ones(0, np.float32) for _ in range(4)]
+    adamax_step_many(*([x, e] for x, e in zip((p, g, m, u), empty)), 3)
+    other = [np.ones(n, np.float64) for _ in range(4)]
+    adamax_step_many(*([x, o] for x, o in zip((p, g, m, u), other)), 4)
+    assert [(c["kind"], c["dtype"], c["calls"]) for c in _kernel.policy_state()] == [
+        ("one array", "float32", 4), ("one array", "float64", 1)]
 
 
 @THREADED
