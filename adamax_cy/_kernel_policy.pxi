@@ -20,8 +20,11 @@
 #   calls (about 32), every late call included (isolated stalls aside,
 #   below), so the decision follows the mean a training loop pays. Every
 #   REFRESH-th call runs serially to keep the serial estimate current. When
-#   threads have cost more than the serial estimate over that window, the
-#   class backs off.
+#   threads have cost more than the serial estimate over that window and
+#   over about the last MEDIUM parallel calls, the class backs off: a core
+#   busy for a slice of every few milliseconds (a data loader waking up)
+#   makes one call in a hundred or so wait, which the short window alone
+#   would take for threads that lose, every time.
 # - Stalls: a parallel call slower than STALL x the serial estimate after
 #   ISOLATED parallel calls without one (none yet in a new class) counts as
 #   that slow only, in a probe too. On a virtual machine serial calls stall
@@ -78,6 +81,8 @@ cdef struct SizeClass:
     long long since_stall  # parallel calls since the last one slower than STALL x serial
     double long_time       # decayed sums over about the last LONG parallel calls, stalls
     double long_elements   # in full: seconds and elements
+    double medium_time     # the same over about the last MEDIUM parallel calls
+    double medium_elements
 
 
 cdef struct Timed:
@@ -120,6 +125,7 @@ cdef double WEIGHT = 0.25            # of a new sample in the serial estimate
 cdef double STALL = 4.0              # a parallel call slower than this x serial stalled
 cdef long long ISOLATED = 256        # parallel calls without a stall before one that is isolated
 cdef double LONG_DECAY = 1023.0 / 1024.0  # of the long sums per parallel call (LONG = 1024)
+cdef double MEDIUM_DECAY = 255.0 / 256.0  # of the medium sums (MEDIUM = 256)
 
 
 cdef inline double running(double estimate, double sample) noexcept nogil:
@@ -192,6 +198,8 @@ cdef void record(SizeClass* c, bint parallel, double seconds, Py_ssize_t n) noex
         c.late += 1
     c.long_time = LONG_DECAY * c.long_time + seconds
     c.long_elements = LONG_DECAY * c.long_elements + n
+    c.medium_time = MEDIUM_DECAY * c.medium_time + seconds
+    c.medium_elements = MEDIUM_DECAY * c.medium_elements + n
     if seconds > STALL * c.serial * n:
         if c.since_stall >= ISOLATED:
             seconds = STALL * c.serial * n
@@ -201,6 +209,8 @@ cdef void record(SizeClass* c, bint parallel, double seconds, Py_ssize_t n) noex
     c.parallel_time = DECAY * c.parallel_time + seconds
     c.parallel_elements = DECAY * c.parallel_elements + n
     lost = c.parallel_time - c.serial * c.parallel_elements  # negative: time gained
+    if not c.probing and c.medium_time - c.serial * c.medium_elements < lost:
+        lost = c.medium_time - c.serial * c.medium_elements
     long_lost = c.long_time - c.serial * c.long_elements
     if long_lost > lost:
         # Isolated stalls that together cost more than threads gained
@@ -264,7 +274,7 @@ cdef void start_probe(SizeClass* c) noexcept nogil:
 cdef void back_off(SizeClass* c, double lost, Py_ssize_t n) noexcept nogil:
     cdef double least = MIN_BACKOFF * c.serial * n
     c.slow += 1
-    c.long_time = c.long_elements = 0
+    c.long_time = c.long_elements = c.medium_time = c.medium_elements = 0
     c.backoff = c.penalty * (BACKOFF * lost if BACKOFF * lost > least else least)
     if c.backoff > MAX_BACKOFF:
         c.backoff = MAX_BACKOFF
@@ -292,7 +302,7 @@ def policy_reset():
         for d in range(2):
             for b in range(NCLASSES):
                 CLASSES[kind][d][b] = SizeClass(0, 0, 0, 0, 1, 0, 0, 0, 0, False, 0, 0, 0, 0, 0, 0,
-                                                0, 0, 0)
+                                                0, 0, 0, 0, 0)
 
 
 def policy_state():
