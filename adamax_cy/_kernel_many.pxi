@@ -149,9 +149,11 @@ cdef bint many_blocks(
     cdef Py_ssize_t n = t.offsets[t.count]
     cdef int threads = resolve_threads(num_threads)
     cdef Timed timed  # the default adapts to a busy machine (_kernel_policy.pxi)
-    cdef Py_ssize_t blocks = adapt(&timed, n, sizeof(floating), block_count(n, threads),
-                                   num_threads, num_threads <= 0 and several_arrays(t))
+    cdef Py_ssize_t blocks = block_count(n, threads)
     cdef ManyWork work
+    # (several_arrays only for a call the policy decides: one on threads by default)
+    blocks = adapt(&timed, n, sizeof(floating), blocks, num_threads,
+                   blocks > 1 and num_threads <= 0 and several_arrays(t))
     if blocks == 1:  # without entering OpenMP (see update_blocks)
         if checks != NULL and not check_part(checks, 0, t.count):
             not_adapted(&timed)

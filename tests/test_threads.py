@@ -143,6 +143,20 @@ def simulate(calls, cost):
     return history, total / calls
 
 
+def every_nth_stalls(serial, parallel, stall, every):
+    """A cost for ``simulate``: serial calls take ``serial``, parallel ones
+    ``parallel`` but every ``every``-th of them ``stall``."""
+    parallel_calls = 0
+
+    def cost(threads, history):
+        nonlocal parallel_calls
+        if not threads:
+            return serial
+        parallel_calls += 1
+        return stall if parallel_calls % every == 0 else parallel
+    return cost
+
+
 SERIAL, PARALLEL = 1e-3, 0.55e-3  # a quiet machine: threads take 55% of one thread's time
 
 
@@ -259,15 +273,7 @@ def test_isolated_stalls_cost_what_they_took_and_not_a_back_off(fresh_policy):
     # virtual machine (its CPU descheduled). Backing off after each stall
     # would run hundreds of serial calls, each 25 us dearer, for nothing.
     serial, parallel, stall, every = 55e-6, 30e-6, 4e-3, 2000
-    parallel_calls = 0
-
-    def cost(threads, history):
-        nonlocal parallel_calls
-        if not threads:
-            return serial
-        parallel_calls += 1
-        return stall if parallel_calls % every == 0 else parallel
-    choices, mean = simulate(20_000, cost)
+    _, mean = simulate(20_000, every_nth_stalls(serial, parallel, stall, every))
     # What threads and the stalls themselves cost, with the settled serial
     # measurements (SETTLE and 8 calls every 0.5 s of parallel work: under
     # 2% of the calls) on top.
@@ -282,15 +288,7 @@ def test_stalls_spaced_just_past_the_isolation_rule_still_back_off(fresh_policy,
     # stall comes after enough clean calls to look isolated, yet together
     # they cost more than threads gain in between.
     serial, parallel = 25e-6, 14e-6
-    parallel_calls = 0
-
-    def cost(threads, history):
-        nonlocal parallel_calls
-        if not threads:
-            return serial
-        parallel_calls += 1
-        return stall if parallel_calls % every == 0 else parallel
-    _, mean = simulate(200_000, cost)
+    _, mean = simulate(200_000, every_nth_stalls(serial, parallel, stall, every))
     assert mean <= 1.25 * serial  # the issue's bound for a busy machine
     assert big_class()["no_faster"] >= 1
 
@@ -366,11 +364,7 @@ def test_slow_periods_keep_threads_that_win_at_every_speed(fresh_policy, serial,
 @pytest.mark.parametrize("late_every", [2, 5])
 def test_threads_that_cost_more_on_average_back_off(fresh_policy, late_every):
     # A busy core: every late_every-th parallel call waits 5 ms for it.
-    def cost(parallel, history):
-        if not parallel:
-            return SERIAL
-        return 5e-3 if sum(history) % late_every == late_every - 1 else PARALLEL
-    choices, mean = simulate(5000, cost)
+    choices, mean = simulate(5000, every_nth_stalls(SERIAL, PARALLEL, 5e-3, late_every))
     assert mean <= 1.25 * SERIAL  # the issue's bound for a busy machine
     c = big_class()
     assert c["late_threads"] >= 1 and c["no_faster"] >= 1
